@@ -1,0 +1,1 @@
+"""Providers: one per backend, found by name through the registry."""

@@ -1,0 +1,174 @@
+"""What a provider is: the seed's metadata plus one way to open a stream.
+
+A provider class carries the seed's metadata (``url``, ``models``,
+``default_model``, ``supports_stream``, ``needs_auth``) and implements
+``connect``, whose *signature* is the list of request parameters it honours.
+``params`` is introspected from that signature, as the seed did from its
+``_create_completion``, and the router uses the same signature to refuse a
+parameter a provider would silently drop.
+
+``connect`` does everything up to the first byte of the answer (send, check the
+status) and returns a :class:`ChunkStream`. The split matters: the router may
+retry or fall back while ``connect`` fails, and never once the body started.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, get_type_hints
+
+from ails.types import Chunk, Completion, completion_from_chunks
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; ``None`` means no limit.
+
+    ``idle`` is the longest wait for the next piece of content; keep-alive
+    comments do not count as content, so a server that only pings still times out.
+    """
+
+    connect: float | None = 10.0
+    idle: float | None = 120.0
+    total: float | None = 600.0
+
+
+class ChunkStream(ABC):
+    """An open answer: an async iterator of *batches* of chunks.
+
+    A batch is whatever one read from the backend produced (one network read,
+    one token of the local model). Handing chunks over in batches is what lets
+    the sync bridge cross threads once per read instead of once per token.
+    """
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> list[Chunk]: ...
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the connection or stop generation; safe to call twice."""
+
+
+class Provider(ABC):
+    """Base of every provider. Subclasses set the metadata and ``connect``."""
+
+    #: Registry name, the part before the slash in ``"provider/model"``.
+    name: ClassVar[str]
+    #: Home page or default endpoint, for display; ``None`` when it is configuration.
+    url: ClassVar[str | None] = None
+    #: Models known in advance (a remote endpoint may serve others).
+    models: ClassVar[tuple[str, ...]] = ()
+    default_model: ClassVar[str | None] = None
+    supports_stream: ClassVar[bool] = True
+    needs_auth: ClassVar[bool] = False
+
+    def __init__(self, *, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+
+    @abstractmethod
+    async def connect(self, model: str, messages: list[Any], **params: Any) -> ChunkStream:
+        """Send the request and return the open stream of the answer.
+
+        Subclasses spell out the parameters they honour in their own signature.
+        """
+
+    async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
+        """A whole answer. The default joins the stream; remote providers may
+        override it with a real non-streaming request."""
+        params["stream"] = True
+        stream = await self.connect(model, messages, **params)
+        chunks: list[Chunk] = []
+        try:
+            async for batch in stream:
+                chunks.extend(batch)
+        finally:
+            await stream.aclose()
+        return completion_from_chunks(chunks)
+
+    async def list_models(self) -> list[str]:
+        """Models this provider can serve now; remote providers ask their endpoint."""
+        return list(self.models)
+
+    async def aclose(self) -> None:
+        """Release sessions, threads or models held by this instance."""
+
+    # -- introspection -------------------------------------------------------
+
+    @classmethod
+    def accepted_params(cls) -> tuple[frozenset[str], bool]:
+        """Names ``connect`` accepts, and whether it also takes ``**extra``."""
+        cached = cls.__dict__.get("_accepted_cache")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        sig = inspect.signature(cls.connect)
+        names = frozenset(
+            p.name
+            for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        )
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        result = (names, var_kw)
+        cls._accepted_cache = result  # type: ignore[attr-defined]
+        return result
+
+    @classmethod
+    def params(cls) -> str:
+        """The seed's ``params`` string: ``"<module> supports: (name: type, ...)"``."""
+        hints = get_type_hints(cls.connect)
+        sig = inspect.signature(cls.connect)
+        parts = []
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            parts.append(f"{p.name}: {_type_name(hints.get(p.name, Any))}")
+        return f"{cls.__module__} supports: ({', '.join(parts)})"
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """Names ``__init__`` accepts: the provider's configuration keys."""
+        sig = inspect.signature(cls.__init__)
+        return tuple(
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "url": cls.url,
+            "models": list(cls.models),
+            "default_model": cls.default_model,
+            "supports_stream": cls.supports_stream,
+            "needs_auth": cls.needs_auth,
+            "params": cls.params(),
+        }
+
+
+def _type_name(tp: Any) -> str:
+    """``str`` for ``str``, ``float`` for ``float | None``, ``list`` for ``list[Any]``."""
+    origin = getattr(tp, "__origin__", None)
+    args = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
+    if origin is not None and type(tp).__name__ in ("UnionType", "_UnionGenericAlias"):
+        return " | ".join(_type_name(a) for a in args)
+    if type(tp).__name__ == "UnionType":
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return getattr(tp, "__name__", str(tp))
+
+
+async def aiter_batches(stream: ChunkStream) -> AsyncIterator[list[Chunk]]:
+    """Iterate a stream and always close it, even when the caller stops early."""
+    try:
+        async for batch in stream:
+            yield batch
+    finally:
+        await stream.aclose()

@@ -1,0 +1,193 @@
+"""Wire and domain types, shaped like OpenAI's objects.
+
+They are ``msgspec.Struct`` classes: a streamed chunk is decoded straight from
+the wire bytes into these objects in C, which costs less than ``json.loads``
+into dicts (measured: ~0.35 µs against ~0.47 µs for a typical chunk) and far
+less than a validated model object built in Python per chunk, where the SDKs
+lose most of their speed. Unknown wire fields are ignored on decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Usage(msgspec.Struct, gc=False):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Delta(msgspec.Struct, omit_defaults=True, gc=False):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[Any] | None = None
+    refusal: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, gc=False):
+    index: int = 0
+    delta: Delta = msgspec.field(default_factory=Delta)
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class Chunk(msgspec.Struct, omit_defaults=True, gc=False):
+    """One ``chat.completion.chunk``: ``chunk.choices[0].delta.content``."""
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    #: An error object sent in-band by an upstream that failed mid-stream.
+    error: Any = None
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    """A chat message. ``content`` may be a string or a list of content parts."""
+
+    role: str
+    content: str | list[Any] | None = None
+    name: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+
+
+class CompletionChoice(msgspec.Struct):
+    index: int = 0
+    message: Message = msgspec.field(default_factory=lambda: Message(role="assistant"))
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class Completion(msgspec.Struct, omit_defaults=True):
+    """A whole ``chat.completion``: ``completion.choices[0].message.content``."""
+
+    id: str = ""
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    choices: list[CompletionChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class ChatRequest(msgspec.Struct, omit_defaults=True):
+    """What a caller asks for, provider-neutral.
+
+    ``messages`` are kept as plain dicts so that anything OpenAI-shaped (content
+    parts, tool calls) passes through untouched; ``extra`` carries fields ails
+    does not know, sent on as they are.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = None
+    user: str | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    response_format: Any = None
+    stream_options: dict[str, Any] | None = None
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def as_message_dicts(messages: Any) -> list[dict[str, Any]]:
+    """Accept dicts or ``Message`` objects; return plain dicts (no copy of dicts)."""
+    if not isinstance(messages, list):
+        raise TypeError("messages must be a list of {'role': ..., 'content': ...} objects")
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, dict):
+            out.append(m)
+        elif isinstance(m, Message):
+            out.append(msgspec.to_builtins(m))
+        else:
+            raise TypeError(f"a message must be a dict or ails.Message, not {type(m).__name__}")
+    return out
+
+
+def completion_from_chunks(chunks: list[Chunk]) -> Completion:
+    """Join a stream of chunks into one completion (per choice index)."""
+    texts: dict[int, list[str]] = {}
+    finish: dict[int, str | None] = {}
+    tool_calls: dict[int, list[Any]] = {}
+    usage: Usage | None = None
+    first: Chunk | None = None
+    for chunk in chunks:
+        if first is None:
+            first = chunk
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            parts = texts.setdefault(choice.index, [])
+            if choice.delta.content:
+                parts.append(choice.delta.content)
+            if choice.delta.tool_calls:
+                _merge_tool_calls(tool_calls.setdefault(choice.index, []), choice.delta.tool_calls)
+            if choice.finish_reason is not None:
+                finish[choice.index] = choice.finish_reason
+    choices = [
+        CompletionChoice(
+            index=i,
+            message=Message(
+                role="assistant",
+                content="".join(texts[i]),
+                tool_calls=tool_calls.get(i) or None,
+            ),
+            finish_reason=finish.get(i),
+        )
+        for i in sorted(texts)
+    ]
+    return Completion(
+        id=first.id if first else "",
+        created=first.created if first else 0,
+        model=first.model if first else "",
+        choices=choices,
+        usage=usage,
+        system_fingerprint=first.system_fingerprint if first else None,
+    )
+
+
+def _merge_tool_calls(acc: list[Any], deltas: list[Any]) -> None:
+    """Streamed tool calls arrive as fragments keyed by ``index``; join them."""
+    for d in deltas:
+        if not isinstance(d, dict):
+            continue
+        idx = d.get("index", len(acc))
+        while len(acc) <= idx:
+            acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        call = acc[idx]
+        if d.get("id"):
+            call["id"] = d["id"]
+        if d.get("type"):
+            call["type"] = d["type"]
+        fn = d.get("function") or {}
+        if fn.get("name"):
+            call["function"]["name"] += fn["name"]
+        if fn.get("arguments"):
+            call["function"]["arguments"] += fn["arguments"]
+
+
+__all__ = [
+    "ChatRequest",
+    "Chunk",
+    "ChunkChoice",
+    "Completion",
+    "CompletionChoice",
+    "Delta",
+    "Message",
+    "Usage",
+    "as_message_dicts",
+    "completion_from_chunks",
+]
