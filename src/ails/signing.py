@@ -22,7 +22,7 @@ PROTOCOL_KEY = "WI,2rU#_r:r~aF4aJ36[.Z(/8Rv93Rf"
 DEFAULT_WINDOW_MS = 5 * 60 * 1000
 
 _T_RE = re.compile(r"[0-9]{1,20}")
-_S_RE = re.compile(r"[0-9a-fA-F]{64}")
+_S_RE = re.compile(r"[0-9a-f]{64}")
 _D_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -51,7 +51,9 @@ def last_message_text(body: Mapping[str, Any]) -> str:
     """``m`` of the scheme: the ``content`` of the last message, which must be text."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise SignatureError("a signed body needs a non-empty 'messages' list", code="signature_malformed")
+        raise SignatureError(
+            "a signed body needs a non-empty 'messages' list", code="signature_malformed"
+        )
     last = messages[-1]
     content = last.get("content") if isinstance(last, dict) else None
     if content is None:
@@ -83,7 +85,9 @@ def verify(body: Mapping[str, Any], *, now_ms: int, window_ms: int = DEFAULT_WIN
             "'t' must be a string of digits ending in an odd digit", code="signature_malformed"
         )
     if not isinstance(s, str) or not _S_RE.fullmatch(s):
-        raise SignatureError("'s' must be 64 hexadecimal digits", code="signature_malformed")
+        raise SignatureError(
+            "'s' must be 64 lowercase hexadecimal digits", code="signature_malformed"
+        )
     if not isinstance(d, str) or not _D_RE.fullmatch(d):
         raise SignatureError("'d' must be a date as YYYY-MM-DD", code="signature_malformed")
     try:
@@ -101,7 +105,7 @@ def verify(body: Mapping[str, Any], *, now_ms: int, window_ms: int = DEFAULT_WIN
     if abs((_dt.date.fromisoformat(d) - t_date).days) > 1:
         raise SignatureError(f"date {d} does not match the timestamp", code="signature_stale")
     expected = sign(t, message)
-    if not hmac.compare_digest(expected, s.lower()):
+    if not hmac.compare_digest(expected, s):
         raise SignatureError("signature does not match the body", code="signature_invalid")
 
 

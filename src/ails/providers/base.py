@@ -95,7 +95,7 @@ class Provider(ABC):
         """Models this provider can serve now; remote providers ask their endpoint."""
         return list(self.models)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release sessions, threads or models held by this instance."""
 
     # -- introspection -------------------------------------------------------

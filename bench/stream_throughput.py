@@ -1,0 +1,149 @@
+"""One stream of 20,000 chunks through each client, in one run.
+
+    .venv/bin/python bench/stream_throughput.py [--chunks 20000] [--runs 5]
+
+Contenders: ails ``create_completion`` (text), ails typed chunks (sync and
+async), the official openai SDK, httpx-sse, and raw httpx ``iter_lines`` +
+``json.loads`` (the baseline every ratio is against). The upstream is
+bench/mock_upstream.py in its own process. Prints medians of ``--runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _procs import mock_upstream
+
+MESSAGES = [{"role": "user", "content": "go"}]
+
+
+def raw_httpx(base: str, model: str) -> int:
+    import httpx
+
+    n = 0
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    with httpx.Client() as c, c.stream("POST", f"{base}/chat/completions", json=body) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                data = line[6:]
+                if data == "[DONE]":
+                    break
+                obj = json.loads(data)
+                if obj["choices"][0]["delta"].get("content") is not None:
+                    n += 1
+    return n
+
+
+def httpx_sse(base: str, model: str) -> int:
+    import httpx
+    from httpx_sse import connect_sse
+
+    n = 0
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    with httpx.Client() as c, connect_sse(c, "POST", f"{base}/chat/completions", json=body) as es:
+        for sse in es.iter_sse():
+            if sse.data == "[DONE]":
+                break
+            if json.loads(sse.data)["choices"][0]["delta"].get("content") is not None:
+                n += 1
+    return n
+
+
+def openai_sdk(base: str, model: str) -> int:
+    from openai import OpenAI
+
+    n = 0
+    with OpenAI(base_url=base, api_key="x") as c:
+        for chunk in c.chat.completions.create(model=model, messages=MESSAGES, stream=True):  # type: ignore[arg-type]
+            if chunk.choices and chunk.choices[0].delta.content is not None:
+                n += 1
+    return n
+
+
+def ails_text(base: str, model: str) -> int:
+    import ails
+
+    n = 0
+    for _ in ails.create_completion(model, MESSAGES, provider="openai", base_url=base, api_key="x"):
+        n += 1
+    return n
+
+
+def ails_chunks(base: str, model: str) -> int:
+    import ails
+
+    n = 0
+    with ails.Client(providers={"openai": {"base_url": base, "api_key": "x"}}) as c:
+        for chunk in c.chat.completions.create(
+            model=f"openai/{model}", messages=MESSAGES, stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content is not None:
+                n += 1
+    return n
+
+
+def ails_async_chunks(base: str, model: str) -> int:
+    import ails
+
+    async def run() -> int:
+        n = 0
+        async with ails.AsyncClient(providers={"openai": {"base_url": base, "api_key": "x"}}) as c:
+            stream = await c.chat.completions.create(
+                model=f"openai/{model}", messages=MESSAGES, stream=True
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content is not None:
+                    n += 1
+        return n
+
+    return asyncio.run(run())
+
+
+CONTENDERS: list[tuple[str, Callable[[str, str], int]]] = [
+    ("raw httpx iter_lines + json (baseline)", raw_httpx),
+    ("httpx-sse", httpx_sse),
+    ("openai SDK", openai_sdk),
+    ("ails create_completion (text)", ails_text),
+    ("ails Client typed chunks", ails_chunks),
+    ("ails AsyncClient typed chunks", ails_async_chunks),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--chunks", type=int, default=20_000)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    model = f"chunks:{args.chunks}"
+    results: dict[str, float] = {}
+    with mock_upstream() as base:
+        for name, fn in CONTENDERS:
+            fn(base, model)  # warm-up: imports, connection, caches
+            rates = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                n = fn(base, model)
+                elapsed = time.perf_counter() - start
+                if n != args.chunks:
+                    raise SystemExit(f"{name}: got {n} chunks, expected {args.chunks}")
+                rates.append(n / elapsed)
+            results[name] = statistics.median(rates)
+    baseline = results[CONTENDERS[0][0]]
+    print(f"\nOne stream of {args.chunks:,} chunks, median of {args.runs} runs\n")
+    print("| client | chunks/s | vs raw httpx |")
+    print("| --- | ---: | ---: |")
+    for name, rate in results.items():
+        print(f"| {name} | {rate:,.0f} | {rate / baseline:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

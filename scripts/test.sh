@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs into .venv, then runs lint,
+# types, the default suite and the slow (load/soak) target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[local,test]'
+
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+
+.venv/bin/pytest -q -p no:cacheprovider
+# The slow target: pytest exits 5 when it selects nothing, which is not a failure here.
+.venv/bin/pytest -q -p no:cacheprovider -m slow || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; }

@@ -1,0 +1,124 @@
+"""Any OpenAI-compatible endpoint: OpenAI, vLLM, llama.cpp's server, Ollama, LiteLLM,
+another ``ails serve``.
+
+Like the official SDK, it reads ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` when
+they are not given, so ``ails -m openai/MODEL`` works with no config file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+
+from ails.errors import AuthFailed
+from ails.providers._http import MAX_JSON_BODY, HTTPProvider, read_limited
+from ails.providers.base import ChunkStream, Timeouts
+from ails.types import Completion
+
+OFFICIAL_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider(HTTPProvider):
+    name = "openai"
+    url = OFFICIAL_BASE_URL
+    models = ()
+    default_model = None
+    supports_stream = True
+    needs_auth = True
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or OFFICIAL_BASE_URL,
+            timeouts=timeouts,
+            headers=headers,
+        )
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIProvider(base_url={self.base_url!r})"
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.extra_headers)
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        elif self.base_url == OFFICIAL_BASE_URL:
+            # Fail before the network: the official endpoint always wants a key.
+            raise AuthFailed(
+                "no API key for the openai provider: set OPENAI_API_KEY, "
+                "or give base_url for a server that needs none",
+                provider=self.name,
+            )
+        return headers
+
+    async def connect(
+        self,
+        model: str,
+        messages: list[Any],
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        n: int | None = None,
+        user: str | None = None,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        response_format: Any = None,
+        stream_options: dict[str, Any] | None = None,
+        stream: bool = True,
+        **extra: Any,
+    ) -> ChunkStream:
+        body = _body(locals(), extra)
+        body["stream"] = True
+        return await self.open_sse("/chat/completions", body)
+
+    async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
+        extra = {k: v for k, v in params.items() if v is not None}
+        extra.pop("stream_options", None)  # only valid with stream: true
+        body: dict[str, Any] = {"model": model, "messages": messages, **extra, "stream": False}
+        return await self.post_json("/chat/completions", body)
+
+    async def list_models(self) -> list[str]:
+        headers = self.request_headers()
+        async with self.session().get(f"{self.base_url}/models", headers=headers) as resp:
+            raw, _ = await read_limited(resp, MAX_JSON_BODY)
+            if resp.status >= 400:
+                from ails.providers._http import error_from_body
+
+                raise error_from_body(resp.status, raw, provider=self.name)
+        data = msgspec.json.decode(raw)
+        items = data.get("data", []) if isinstance(data, dict) else []
+        return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+
+
+_NAMED = (
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "n",
+    "user",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "stream_options",
+)
+
+
+def _body(args: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The request body: named fields that were given, then unknown ones untouched."""
+    body = {k: args[k] for k in _NAMED if args[k] is not None}
+    body.update(extra)
+    return body

@@ -1,0 +1,178 @@
+"""Retries, backoff and fallback: which provider answers, and when to try again.
+
+The policy is openai-python's (style.md): retry connection errors, timeouts,
+408, 409, 429 and every 5xx; honour ``retry-after`` up to a cap; otherwise back
+off ``min(0.5 * 2**n, 8)`` seconds with jitter; never retry once the body has
+started, which the provider split guarantees (only ``connect`` is retried).
+Every retry and fallback is logged with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ails.errors import AilsError, BadRequest, ProtocolError, ProviderError, Timeout
+from ails.providers import registry
+from ails.providers.base import ChunkStream, Provider, Timeouts
+from ails.types import ChatRequest, Completion
+
+log = logging.getLogger("ails.router")
+
+T = TypeVar("T")
+
+#: A server asking for a longer wait than this is not waited for.
+RETRY_AFTER_CAP = 60.0
+
+
+def retry_delay(
+    attempt: int, retry_after: float | None, *, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0)."""
+    if retry_after is not None and 0 <= retry_after <= RETRY_AFTER_CAP:
+        return retry_after
+    base = min(0.5 * 2.0**attempt, 8.0)
+    return base * (1 - 0.25 * rand())
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ProviderError):
+        return exc.retryable
+    return isinstance(exc, Timeout)
+
+
+class ProviderPool:
+    """One instance per provider name, built from its settings on first use."""
+
+    def __init__(
+        self, settings: dict[str, dict[str, Any]] | None = None, *, timeouts: Timeouts
+    ) -> None:
+        self.settings = {k: dict(v) for k, v in (settings or {}).items()}
+        self.timeouts = timeouts
+        self._instances: dict[str, Provider] = {}
+
+    def get(self, name: str) -> Provider:
+        inst = self._instances.get(name)
+        if inst is None:
+            cls = registry.provider_class(name)
+            kwargs = self.settings.get(name, {})
+            unknown = set(kwargs) - set(cls.settings())
+            if unknown:
+                raise BadRequest(
+                    f"provider {name!r} has no setting {', '.join(sorted(unknown))}; "
+                    f"it takes: {', '.join(cls.settings())}",
+                    provider=name,
+                )
+            inst = cls(**{"timeouts": self.timeouts, **kwargs})
+            self._instances[name] = inst
+        return inst
+
+    async def aclose(self) -> None:
+        instances, self._instances = list(self._instances.values()), {}
+        for inst in instances:
+            await inst.aclose()
+
+
+def request_params(provider: Provider, request: ChatRequest) -> dict[str, Any]:
+    """The request as keyword arguments for ``connect``, refusing what it cannot honour."""
+    params: dict[str, Any] = {}
+    for field in request.__struct_fields__:
+        if field in ("model", "messages", "extra"):
+            continue
+        value = getattr(request, field)
+        if value is not None:
+            params[field] = value
+    for key, value in request.extra.items():
+        params.setdefault(key, value)
+    accepted, takes_extra = type(provider).accepted_params()
+    if not takes_extra:
+        refused = [k for k in params if k not in accepted]
+        if refused:
+            raise BadRequest(
+                f"provider {provider.name!r} does not support {', '.join(map(repr, refused))}; "
+                f"{type(provider).params()}",
+                provider=provider.name,
+                code="unsupported_parameter",
+            )
+    return params
+
+
+class Router:
+    """Tries the model, then each fallback, with retries before the first byte."""
+
+    def __init__(
+        self,
+        pool: ProviderPool,
+        *,
+        max_retries: int = 2,
+        fallbacks: Sequence[str] = (),
+        aliases: dict[str, str] | None = None,
+        default_model: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.max_retries = max_retries
+        self.fallbacks = list(fallbacks)
+        self.aliases = dict(aliases or {})
+        self.default_model = default_model
+
+    def resolve(self, model: str | None) -> tuple[Provider, str]:
+        provider_name, model_name = registry.split_model(
+            model, aliases=self.aliases, default=self.default_model
+        )
+        return self.pool.get(provider_name), model_name
+
+    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> ChunkStream:
+            return await provider.connect(model, request.messages, **params)
+
+        return await self._run(request, attempt)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Completion:
+            params.pop("stream", None)
+            params.pop("stream_options", None)
+            return await provider.complete(model, request.messages, **params)
+
+        return await self._run(request, attempt)
+
+    async def _run(
+        self, request: ChatRequest, attempt: Callable[[Provider, str, dict[str, Any]], Awaitable[T]]
+    ) -> T:
+        targets = [request.model, *self.fallbacks]
+        last: AilsError | None = None
+        for index, target in enumerate(targets):
+            try:
+                provider, model = self.resolve(target)
+                params = request_params(provider, request)
+            except AilsError as exc:
+                last = exc
+                if index + 1 < len(targets):
+                    log.warning("skipping %s: %s", target, exc)
+                    continue
+                raise
+            for n in range(self.max_retries + 1):
+                try:
+                    return await attempt(provider, model, dict(params))
+                except (ProviderError, Timeout, ProtocolError) as exc:
+                    last = exc
+                    if n >= self.max_retries or not is_retryable(exc):
+                        break
+                    retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+                    delay = retry_delay(n, retry_after)
+                    log.info(
+                        "retrying %s/%s in %.2f s (attempt %d of %d): %s",
+                        provider.name,
+                        model,
+                        delay,
+                        n + 2,
+                        self.max_retries + 1,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+            if index + 1 < len(targets):
+                log.warning("falling back from %s to %s: %s", target, targets[index + 1], last)
+        assert last is not None
+        raise last
