@@ -138,19 +138,26 @@ class Router:
 
         return await self._run(request, attempt)
 
+    def targets(self, model: str | None) -> list[str | tuple[Provider, str]]:
+        """What to try, in order: the model, then the fallbacks. A subclass (the
+        gateway) may return ready ``(provider, model)`` pairs instead of names."""
+        return [model or "", *self.fallbacks]
+
     async def _run(
         self, request: ChatRequest, attempt: Callable[[Provider, str, dict[str, Any]], Awaitable[T]]
     ) -> T:
-        targets = [request.model, *self.fallbacks]
+        targets = self.targets(request.model)
         last: AilsError | None = None
         for index, target in enumerate(targets):
             try:
-                provider, model = self.resolve(target)
+                provider, model = (
+                    target if isinstance(target, tuple) else self.resolve(target or None)
+                )
                 params = request_params(provider, request)
             except AilsError as exc:
                 last = exc
                 if index + 1 < len(targets):
-                    log.warning("skipping %s: %s", target, exc)
+                    log.warning("skipping %s: %s", _label(target), exc)
                     continue
                 raise
             for n in range(self.max_retries + 1):
@@ -173,6 +180,16 @@ class Router:
                     )
                     await asyncio.sleep(delay)
             if index + 1 < len(targets):
-                log.warning("falling back from %s to %s: %s", target, targets[index + 1], last)
-        assert last is not None
+                log.warning(
+                    "falling back from %s to %s: %s",
+                    _label(target),
+                    _label(targets[index + 1]),
+                    last,
+                )
+        if last is None:
+            raise BadRequest("no provider can serve this request", code="no_target")
         raise last
+
+
+def _label(target: str | tuple[Provider, str]) -> str:
+    return f"{target[0].name}/{target[1]}" if isinstance(target, tuple) else target

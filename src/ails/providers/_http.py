@@ -150,7 +150,9 @@ class SSEChunkStream(ChunkStream):
         "_timed_out",
         "_total_deadline",
         "chunks_seen",
+        "keep_raw",
         "provider",
+        "raw",
     )
 
     def __init__(
@@ -170,6 +172,10 @@ class SSEChunkStream(ChunkStream):
         self._reading = False
         self._timed_out: str | None = None
         self.chunks_seen = 0
+        #: When set (the gateway does), ``raw`` holds the JSON text of each chunk
+        #: of the last batch, so unknown fields can be passed on verbatim.
+        self.keep_raw = False
+        self.raw: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._idle = timeouts.idle
         self._last_content = self._loop.time()
@@ -257,6 +263,8 @@ class SSEChunkStream(ChunkStream):
             if not events:
                 continue  # keep-alive comments or a partial line: no content yet
             batch: list[Chunk] = []
+            if self.keep_raw:
+                self.raw = []
             for ev in events:
                 text = ev.data
                 if text == "[DONE]":
@@ -283,6 +291,8 @@ class SSEChunkStream(ChunkStream):
                     if choice.finish_reason is not None:
                         self._finished = True
                 batch.append(chunk)
+                if self.keep_raw:
+                    self.raw.append(text)
             self.chunks_seen += len(batch)
             self._last_content = self._loop.time()
             if self._done:
