@@ -3,8 +3,10 @@
 It pre-builds each answer once, so what is measured is the client (or gateway)
 under test, not this server. ``model`` picks the answer:
 
-* ``chunks:N`` — N content chunks in one go, then ``[DONE]`` (written in large
-  writes, as a busy upstream's socket delivers them);
+* ``chunks:N`` — N content chunks, each its own write, then ``[DONE]``: what an
+  LLM server does, token by token (no sleeping: as fast as the socket takes them);
+* ``bulk:N`` — the same bytes in writes of 256 events, so that reads arrive full
+  and only the client's per-chunk cost is left;
 * ``paced:N:MS`` — N chunks, one every MS milliseconds, each as its own write;
 * anything else — 10 chunks.
 
@@ -72,8 +74,8 @@ def completion(model: str, n: int) -> bytes:
 def parse(model: str) -> tuple[str, int, float]:
     parts = model.split(":")
     try:
-        if parts[0] == "chunks":
-            return "chunks", int(parts[1]), 0.0
+        if parts[0] in ("chunks", "bulk"):
+            return parts[0], int(parts[1]), 0.0
         if parts[0] == "paced":
             return "paced", int(parts[1]), float(parts[2]) / 1000
     except (IndexError, ValueError):
@@ -95,7 +97,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             await resp.write(ev)
             await asyncio.sleep(pace)
     else:
-        step = 256
+        step = 256 if kind == "bulk" else 1
         for i in range(0, len(evs), step):
             await resp.write(b"".join(evs[i : i + step]))
     await resp.write_eof()
