@@ -383,3 +383,16 @@ async def test_async_client_streams_and_cancels(up: Any) -> None:
                 break
             await asyncio.sleep(0.02)
         assert up.disconnects == 1
+
+
+def test_chunks_before_an_in_band_error_are_delivered(up: Any) -> None:
+    got: list[str] = []
+    with (
+        client(up) as c,
+        pytest.raises(UpstreamUnavailable, match="upstream exploded"),
+        c.chat.completions.create(
+            model="openai/midstream_error:3", messages=HELLO, stream=True
+        ) as s,
+    ):
+        got.extend(s.text())
+    assert "".join(got) == "tok0 tok1 tok2 "

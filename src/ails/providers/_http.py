@@ -28,7 +28,7 @@ from ails.errors import (
     error_for_status,
 )
 from ails.providers.base import ChunkStream, Provider, Timeouts
-from ails.sse import SSEDecoder
+from ails.sse import Event, SSEDecoder
 from ails.types import Chunk, Completion
 
 log = logging.getLogger("ails.http")
@@ -145,6 +145,7 @@ class SSEChunkStream(ChunkStream):
         "_idle",
         "_last_content",
         "_loop",
+        "_pending",
         "_reading",
         "_resp",
         "_timed_out",
@@ -171,6 +172,7 @@ class SSEChunkStream(ChunkStream):
         self._closed = False
         self._reading = False
         self._timed_out: str | None = None
+        self._pending: AilsError | None = None
         self.chunks_seen = 0
         #: When set (the gateway does), ``raw`` holds the JSON text of each chunk
         #: of the last batch, so unknown fields can be passed on verbatim.
@@ -224,11 +226,13 @@ class SSEChunkStream(ChunkStream):
     # -- reading ---------------------------------------------------------------
 
     async def __anext__(self) -> list[Chunk]:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            raise pending
         if self._done:
             raise StopAsyncIteration
         content = self._resp.content
         feed = self._decoder.feed
-        decode = _chunk_decoder.decode
         while True:
             self._reading = True
             try:
@@ -262,38 +266,16 @@ class SSEChunkStream(ChunkStream):
                 raise
             if not events:
                 continue  # keep-alive comments or a partial line: no content yet
-            batch: list[Chunk] = []
-            if self.keep_raw:
-                self.raw = []
-            for ev in events:
-                text = ev.data
-                if text == "[DONE]":
-                    self._done = True
-                    break
-                if ev.event != "message":
-                    if ev.event == "error":
-                        await self.aclose()
-                        raise in_band_error(_loads_or_text(text), provider=self.provider)
-                    continue
-                try:
-                    chunk = decode(text)
-                except msgspec.DecodeError as exc:
-                    await self.aclose()
-                    raise ProtocolError(
-                        f"chunk {self.chunks_seen} is not valid chunk JSON: {exc}",
-                        provider=self.provider,
-                        code="invalid_chunk",
-                    ) from None
-                if chunk.error is not None:
-                    await self.aclose()
-                    raise in_band_error(chunk.error, provider=self.provider)
-                for choice in chunk.choices:
-                    if choice.finish_reason is not None:
-                        self._finished = True
-                batch.append(chunk)
-                if self.keep_raw:
-                    self.raw.append(text)
+            batch, error = self._decode(events)
             self.chunks_seen += len(batch)
+            if error is not None:
+                # Chunks that came before the error in the same read are delivered
+                # first; the error is raised on the next call.
+                await self.aclose()
+                if batch:
+                    self._pending = error
+                    return batch
+                raise error
             self._last_content = self._loop.time()
             if self._done:
                 await self.aclose()
@@ -301,6 +283,39 @@ class SSEChunkStream(ChunkStream):
                     raise StopAsyncIteration
             if batch:
                 return batch
+
+    def _decode(self, events: list[Event]) -> tuple[list[Chunk], AilsError | None]:
+        batch: list[Chunk] = []
+        keep_raw = self.keep_raw
+        if keep_raw:
+            self.raw = []
+        decode = _chunk_decoder.decode
+        for ev in events:
+            text = ev.data
+            if text == "[DONE]":
+                self._done = True
+                break
+            if ev.event != "message":
+                if ev.event == "error":
+                    return batch, in_band_error(_loads_or_text(text), provider=self.provider)
+                continue
+            try:
+                chunk = decode(text)
+            except msgspec.DecodeError as exc:
+                return batch, ProtocolError(
+                    f"chunk {self.chunks_seen + len(batch)} is not valid chunk JSON: {exc}",
+                    provider=self.provider,
+                    code="invalid_chunk",
+                )
+            if chunk.error is not None:
+                return batch, in_band_error(chunk.error, provider=self.provider)
+            for choice in chunk.choices:
+                if choice.finish_reason is not None:
+                    self._finished = True
+            batch.append(chunk)
+            if keep_raw:
+                self.raw.append(text)
+        return batch, None
 
     async def aclose(self) -> None:
         if self._closed:
