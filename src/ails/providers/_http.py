@@ -1,5 +1,5 @@
-"""What the HTTP providers share: one aiohttp session, error mapping, and the
-SSE chunk stream with its idle-content and total deadlines.
+"""What the HTTP providers share: one aiohttp session, sending, error mapping.
+The stream of chunks with its deadlines is in ``_stream``.
 
 aiohttp, not httpx: measured on this machine, httpx 0.28's pool spends ~9 ms
 of CPU per request at 64 concurrent connections, while aiohttp holds up and
@@ -27,9 +27,9 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
-from ails.providers.base import ChunkStream, Provider, Timeouts
-from ails.sse import Event, SSEDecoder
-from ails.types import Chunk, Completion
+from ails.providers._stream import _CONNECTION_ERRORS, SSEChunkStream, in_band_error
+from ails.providers.base import Provider, Timeouts
+from ails.types import Completion
 
 log = logging.getLogger("ails.http")
 
@@ -39,11 +39,8 @@ MAX_ERROR_BODY = 64 * 1024
 #: must not make us buffer without bound).
 MAX_JSON_BODY = 32 * 1024 * 1024
 
-_chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
 _completion_decoder = msgspec.json.Decoder(Completion, strict=False)
 _encode = msgspec.json.Encoder().encode
-
-_CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
 
 
 def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
@@ -98,19 +95,6 @@ def error_from_body(
     )
 
 
-def in_band_error(err: Any, *, provider: str) -> ProviderError:
-    """An ``{"error": {...}}`` event sent after the stream started."""
-    if isinstance(err, dict):
-        message = str(err.get("message") or "upstream reported an error mid-stream")
-        code = err.get("code") if isinstance(err.get("code"), str) else None
-        status = err.get("status") if isinstance(err.get("status"), int) else None
-    else:
-        message, code, status = str(err), None, None
-    if status is not None and 400 <= status < 600:
-        return error_for_status(status, message, provider=provider, body=err, code=code)
-    return UpstreamUnavailable(message, provider=provider, code=code, body=err)
-
-
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
     """Read at most ``limit`` bytes of a body; say whether it was cut."""
     parts: list[bytes] = []
@@ -123,221 +107,6 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes,
         size += len(data)
         if size > limit:
             return b"".join(parts)[:limit], True
-
-
-class _Aborted(Exception):
-    """Put into the response's reader to wake a read blocked past a deadline."""
-
-
-class SSEChunkStream(ChunkStream):
-    """Chunks of one streamed HTTP answer, a batch per network read.
-
-    The deadlines run on one timer handle that re-arms itself, so the hot path
-    only stores a timestamp per read with content: no ``wait_for`` per read.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_decoder",
-        "_done",
-        "_finished",
-        "_handle",
-        "_idle",
-        "_last_content",
-        "_loop",
-        "_pending",
-        "_reading",
-        "_resp",
-        "_timed_out",
-        "_total_deadline",
-        "chunks_seen",
-        "keep_raw",
-        "provider",
-        "raw",
-    )
-
-    def __init__(
-        self,
-        resp: aiohttp.ClientResponse,
-        *,
-        provider: str,
-        timeouts: Timeouts,
-        started: float,
-    ) -> None:
-        self._resp = resp
-        self.provider = provider
-        self._decoder = SSEDecoder()
-        self._done = False
-        self._finished = False
-        self._closed = False
-        self._reading = False
-        self._timed_out: str | None = None
-        self._pending: AilsError | None = None
-        self.chunks_seen = 0
-        #: When set (the gateway does), ``raw`` holds the JSON text of each chunk
-        #: of the last batch, so unknown fields can be passed on verbatim.
-        self.keep_raw = False
-        self.raw: list[str] = []
-        self._loop = asyncio.get_running_loop()
-        self._idle = timeouts.idle
-        self._last_content = self._loop.time()
-        self._total_deadline = started + timeouts.total if timeouts.total is not None else None
-        self._handle: asyncio.TimerHandle | None = None
-        self._arm()
-
-    # -- deadlines -------------------------------------------------------------
-
-    def _deadline(self) -> tuple[float, str] | None:
-        best: tuple[float, str] | None = None
-        if self._idle is not None:
-            best = (self._last_content + self._idle, "idle")
-        if self._total_deadline is not None and (best is None or self._total_deadline < best[0]):
-            best = (self._total_deadline, "total")
-        return best
-
-    def _arm(self) -> None:
-        deadline = self._deadline()
-        if deadline is not None:
-            self._handle = self._loop.call_at(deadline[0], self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._handle = None
-        if self._closed:
-            return
-        deadline = self._deadline()
-        if deadline is None:
-            return
-        when, kind = deadline
-        # A slow consumer is not an idle upstream: only a read that is waiting counts.
-        if self._loop.time() >= when and (self._reading or kind == "total"):
-            self._timed_out = kind
-            self._resp.content.set_exception(_Aborted())
-            return
-        self._handle = self._loop.call_at(max(when, self._loop.time() + 0.05), self._on_timer)
-
-    def _timeout_error(self) -> Timeout:
-        kind = self._timed_out or "idle"
-        if kind == "idle":
-            msg = f"no content for {self._idle:g} s (idle timeout) after {self.chunks_seen} chunks"
-        else:
-            msg = "the total time limit passed mid-stream"
-        return Timeout(msg, kind=kind, provider=self.provider)
-
-    # -- reading ---------------------------------------------------------------
-
-    async def __anext__(self) -> list[Chunk]:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            raise pending
-        if self._done:
-            raise StopAsyncIteration
-        content = self._resp.content
-        feed = self._decoder.feed
-        while True:
-            self._reading = True
-            try:
-                data = await content.readany()
-            except _Aborted:
-                await self.aclose()
-                raise self._timeout_error() from None
-            except _CONNECTION_ERRORS as exc:
-                await self.aclose()
-                raise UpstreamUnavailable(
-                    f"connection lost mid-stream after {self.chunks_seen} chunks ({exc!r})",
-                    provider=self.provider,
-                ) from exc
-            finally:
-                self._reading = False
-            if not data:
-                await self.aclose()
-                if self._finished:
-                    raise StopAsyncIteration
-                raise ProtocolError(
-                    f"stream ended after {self.chunks_seen} chunks without [DONE] "
-                    "or a finish_reason (truncated answer)",
-                    provider=self.provider,
-                    code="stream_truncated",
-                )
-            try:
-                events = feed(data)
-            except ProtocolError as exc:
-                await self.aclose()
-                exc.provider = self.provider
-                raise
-            if not events:
-                continue  # keep-alive comments or a partial line: no content yet
-            batch, error = self._decode(events)
-            self.chunks_seen += len(batch)
-            if error is not None:
-                # Chunks that came before the error in the same read are delivered
-                # first; the error is raised on the next call.
-                await self.aclose()
-                if batch:
-                    self._pending = error
-                    return batch
-                raise error
-            self._last_content = self._loop.time()
-            if self._done:
-                await self.aclose()
-                if not batch:
-                    raise StopAsyncIteration
-            if batch:
-                return batch
-
-    def _decode(self, events: list[Event]) -> tuple[list[Chunk], AilsError | None]:
-        batch: list[Chunk] = []
-        keep_raw = self.keep_raw
-        if keep_raw:
-            self.raw = []
-        decode = _chunk_decoder.decode
-        for ev in events:
-            text = ev.data
-            if text == "[DONE]":
-                self._done = True
-                break
-            if ev.event != "message":
-                if ev.event == "error":
-                    return batch, in_band_error(_loads_or_text(text), provider=self.provider)
-                continue
-            try:
-                chunk = decode(text)
-            except msgspec.DecodeError as exc:
-                return batch, ProtocolError(
-                    f"chunk {self.chunks_seen + len(batch)} is not valid chunk JSON: {exc}",
-                    provider=self.provider,
-                    code="invalid_chunk",
-                )
-            if chunk.error is not None:
-                return batch, in_band_error(chunk.error, provider=self.provider)
-            for choice in chunk.choices:
-                if choice.finish_reason is not None:
-                    self._finished = True
-            batch.append(chunk)
-            if keep_raw:
-                self.raw.append(text)
-        return batch, None
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._done = True
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        # Releasing a half-read response would block on reading the rest: close it.
-        if self._resp.content.at_eof():
-            self._resp.release()
-        else:
-            self._resp.close()
-
-
-def _loads_or_text(text: str) -> Any:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return text
-    return value.get("error", value) if isinstance(value, dict) else value
 
 
 class HTTPProvider(Provider):
@@ -478,3 +247,15 @@ def _min_opt(a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return min(a, b)
+
+
+__all__ = [
+    "MAX_ERROR_BODY",
+    "MAX_JSON_BODY",
+    "HTTPProvider",
+    "SSEChunkStream",
+    "error_from_body",
+    "in_band_error",
+    "parse_retry_after",
+    "read_limited",
+]
