@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[local,test]'
+bash scripts/install-browser.sh
 
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

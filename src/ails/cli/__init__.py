@@ -3,10 +3,13 @@
 ``ails PROMPT`` is short for ``ails prompt PROMPT``; other subcommands sit
 beside it, one module each. Answers go to stdout and nothing else does:
 progress and errors go to stderr, so pipes stay clean. Exit codes: 0 ok,
-1 runtime failure, 2 usage error.
+1 runtime failure, 2 usage error, 130 interrupted (docs/cli.md).
 """
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
 
@@ -19,10 +22,24 @@ class DefaultGroup(click.Group):
     default_command = "prompt"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and (ctx.resilient_parsing or sys.stdin is None or sys.stdin.isatty()):
+            # No argument and nothing piped: the help, exit 0. During shell
+            # completion the arguments stay as they are, so commands are offered.
+            if not ctx.resilient_parsing:
+                click.echo(ctx.get_help())
+                ctx.exit(0)
+            return super().parse_args(ctx, args)
         known = args and (args[0] in self.commands or args[0] in ("--help", "-h", "--version"))
         if not known:
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """One-line errors and the documented exit codes (``ails.cli._ui.run_main``)."""
+        from ails.cli._ui import run_main
+
+        kwargs["standalone_mode"] = False
+        run_main(lambda: super(DefaultGroup, self).main(*args, **kwargs))
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,15 +51,32 @@ def main() -> None:
     ails "Hello, who are you?"          stream an answer from the default model
     ails -m openai/gpt-4o-mini "Hi"     another provider/model
     cat notes.txt | ails "summarise"    stdin is added to the prompt
+    ails -c "and in French?"            continue the last conversation
+    ails chat                           an interactive session
     """
 
 
 def _register() -> None:
     # Each subcommand lives in its own module; importing them is cheap (no
     # aiohttp, no model): the heavy imports happen inside the commands.
+    from ails.cli.chat import chat_cmd
+    from ails.cli.completion import completion_cmd
+    from ails.cli.config import config_cmd
+    from ails.cli.keys import keys_cmd
+    from ails.cli.logs import logs_cmd
+    from ails.cli.models import models_cmd, providers_cmd
     from ails.cli.prompt import prompt_cmd
+    from ails.cli.serve import serve_cmd
 
     main.add_command(prompt_cmd)
+    main.add_command(chat_cmd)
+    main.add_command(logs_cmd)
+    main.add_command(models_cmd)
+    main.add_command(providers_cmd)
+    main.add_command(keys_cmd)
+    main.add_command(config_cmd)
+    main.add_command(completion_cmd)
+    main.add_command(serve_cmd)
 
 
 _register()

@@ -1,4 +1,8 @@
-"""``ails prompt`` (the default command): send a prompt, stream the answer."""
+"""``ails prompt`` (the default command): send a prompt, stream the answer.
+
+``ails "question"``, ``cat notes.txt | ails "summarise"``, ``ails -c "and then?"``.
+The answer goes to stdout as it arrives; the exchange is logged (``ails logs``).
+"""
 
 from __future__ import annotations
 
@@ -7,69 +11,99 @@ from typing import Any
 
 import click
 
+from ails.cli._exchange import Env, ask, complete_model, log_exchange, parse_options
+from ails.cli._ui import EXIT_INTERRUPTED, is_terminal
+
+MODEL_HELP = "provider/model or alias (default: config default_model, AILS_MODEL, local/default)"
+OPTION_HELP = "model option: temperature, max_tokens, seed, stop, top_p... (repeatable)"
+
 
 @click.command("prompt")
 @click.argument("prompt", required=False)
-@click.option("-m", "--model", help="provider/model (default: local/default, or AILS_MODEL)")
+@click.option("-m", "--model", help=MODEL_HELP, shell_complete=complete_model)
 @click.option("-s", "--system", help="system prompt")
-@click.option("--max-tokens", type=int, help="limit the answer, in tokens")
-@click.option("--temperature", type=float)
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help=OPTION_HELP)
+@click.option("-c", "--continue", "continue_", is_flag=True, help="continue the last conversation")
+@click.option("--cid", metavar="ID", help="continue this conversation (an id or a unique prefix)")
 @click.option("--no-stream", is_flag=True, help="print the answer only when it is complete")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="OpenAI JSON: one chunk per line, or one completion with --no-stream",
+)
+@click.option("-n", "--no-log", is_flag=True, help="do not log this exchange")
 def prompt_cmd(
     prompt: str | None,
     model: str | None,
     system: str | None,
-    max_tokens: int | None,
-    temperature: float | None,
+    options: tuple[str, ...],
+    continue_: bool,
+    cid: str | None,
     no_stream: bool,
+    as_json: bool,
+    no_log: bool,
 ) -> None:
     """Send PROMPT (and stdin, when piped) and stream the answer."""
-    text = _read_prompt(prompt)
+    from ails import config
+    from ails.store import NoSuchConversation, Store, history_messages
+
+    text = read_prompt(prompt)
+    params = parse_options(options)
+    env = Env.load()
+    store = Store(config.db_path())
+    history: list[dict[str, Any]] = []
+    conversation_id: str | None = None
+    if cid is not None or continue_:
+        if cid is not None:
+            try:
+                conversation_id = store.find_conversation(cid)
+            except NoSuchConversation as exc:
+                raise click.BadParameter(str(exc), param_hint="'--cid'") from None
+        else:
+            conversation_id = store.latest_conversation()
+            if conversation_id is None:
+                raise click.ClickException("no conversation to continue yet: ask without -c")
+        earlier = store.conversation(conversation_id)
+        history = history_messages(earlier)
+        # A continued conversation keeps its model and its system prompt unless
+        # the command line names new ones.
+        if earlier:
+            model = model or earlier[-1].model
+            if system is None:
+                system = next((e.system for e in reversed(earlier) if e.system), None)
+    full_model = env.resolve(model)
     messages: list[dict[str, Any]] = []
     if system:
         messages.append({"role": "system", "content": system})
+    messages += history
     messages.append({"role": "user", "content": text})
-    params: dict[str, Any] = {}
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
-    if temperature is not None:
-        params["temperature"] = temperature
-    _run(model, messages, params, stream=not no_stream)
+    with env.client(full_model) as client:
+        answer = ask(client, full_model, messages, params, stream=not no_stream, as_json=as_json)
+    if not no_log and (answer.text or not answer.interrupted):
+        log_exchange(
+            store,
+            conversation_id=conversation_id,
+            model=full_model,
+            prompt=text,
+            system=system,
+            params=params,
+            answer=answer,
+        )
+    store.close()
+    if answer.interrupted:
+        click.echo("", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
-def _read_prompt(prompt: str | None) -> str:
-    piped = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
-    if prompt and piped:
+def read_prompt(prompt: str | None) -> str:
+    """The prompt, then what was piped into stdin, separated by a blank line."""
+    piped = ""
+    if sys.stdin is not None and not is_terminal(sys.stdin):
+        # Bytes decoded leniently: a stray binary byte must not end in a traceback.
+        piped = sys.stdin.buffer.read().decode("utf-8", "replace")
+    if prompt and piped.strip():
         return f"{prompt}\n\n{piped}"
-    if prompt or piped:
+    if prompt or piped.strip():
         return prompt or piped
     raise click.UsageError('give a prompt, e.g. ails "Hello, who are you?", or pipe text in')
-
-
-def _run(
-    model: str | None, messages: list[dict[str, Any]], params: dict[str, Any], *, stream: bool
-) -> None:
-    from ails._sync import Client
-    from ails.errors import AilsError
-
-    out = sys.stdout
-    try:
-        with Client() as client:
-            if stream:
-                with client.chat.completions.create(
-                    model=model, messages=messages, stream=True, **params
-                ) as chunks:
-                    for piece in chunks.text():
-                        out.write(piece)
-                        out.flush()
-            else:
-                done = client.chat.completions.create(model=model, messages=messages, **params)
-                out.write(done.choices[0].message.content or "" if done.choices else "")
-        out.write("\n")
-        out.flush()
-    except AilsError as exc:
-        click.echo(f"ails: error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("", err=True)
-        sys.exit(130)

@@ -1,0 +1,353 @@
+"""One exchange with a model, the way ``ails`` and ``ails chat`` both do it:
+settings and keys, the model name, ``-o`` options, the client, the answer
+written to stdout as it streams (spinner on stderr until it starts), the log.
+
+Heavy imports (the client and with it aiohttp, sqlite3) happen inside the
+functions, when a request is really made.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from ails import config
+from ails.cli._ui import Spinner, warn
+from ails.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ails._sync import Client
+    from ails.store import Store
+    from ails.types import Chunk, Completion, Usage
+
+#: ``-o`` options with a known type; others are sent as given (a JSON value, or
+#: a string) to providers that accept extra fields, and refused by the others.
+OPTION_TYPES: dict[str, Callable[[str], Any]] = {
+    "temperature": float,
+    "top_p": float,
+    "max_tokens": int,
+    "seed": int,
+    "stop": str,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "user": str,
+}
+
+
+def parse_options(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``("temperature=0.2", "stop=END", "stop=###")`` -> request parameters.
+    ``stop`` may be repeated (a list); any other repeat keeps the last value."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected key=value", param_hint="'-o'")
+        if key in ("model", "messages", "stream", "stream_options", "n"):
+            raise click.BadParameter(f"{key!r} cannot be set with -o", param_hint="'-o'")
+        convert = OPTION_TYPES.get(key)
+        value: Any
+        if convert is None:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        else:
+            try:
+                value = convert(raw)
+            except ValueError:
+                kind = "a number" if convert is float else "a whole number"
+                raise click.BadParameter(
+                    f"{key}={raw!r}: expected {kind}", param_hint="'-o'"
+                ) from None
+        if key == "stop" and "stop" in params:
+            prev = params["stop"]
+            value = [*(prev if isinstance(prev, list) else [prev]), value]
+        params[key] = value
+    return params
+
+
+@dataclass
+class Env:
+    """The settings every command that talks to a model needs, read once."""
+
+    settings: config.Settings
+    default_model: str
+    default_source: str
+    _keys: dict[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls) -> Env:
+        settings = config.load()
+        model, source = config.default_model(settings)
+        return cls(settings=settings, default_model=model, default_source=source)
+
+    def stored_keys(self) -> dict[str, str]:
+        if self._keys is None:
+            from ails import keys
+
+            path = config.keys_path()
+            self._keys = keys.load(path)
+            if self._keys and keys.too_open(path):
+                warn(f"{path} can be read by others; run: chmod 600 {path}")
+        return self._keys
+
+    def key_for(self, provider: str) -> tuple[str | None, str | None]:
+        return config.resolve_key(provider, self.stored_keys, self.settings)
+
+    def resolve(self, name: str | None) -> str:
+        """A full ``provider/model`` name for ``-m`` (alias, bare name, or full).
+
+        Stricter than the library on purpose: ``-m opnai/gpt-4o`` is a usage
+        error naming the unknown provider, not a bare model name sent to the
+        default provider. Write ``openai/meta-llama/Llama-3`` for a model whose
+        own name has a slash.
+        """
+        from ails.providers import registry
+
+        given = name or self.default_model
+        resolved, seen = given, set()
+        while resolved in self.settings.aliases and resolved not in seen:
+            seen.add(resolved)
+            resolved = self.settings.aliases[resolved]
+        provider, sep, model = resolved.partition("/")
+        if not sep and registry.is_provider(provider):
+            sep, model = "/", ""
+        if not sep:
+            default_provider = self.default_model.partition("/")[0]
+            if not registry.is_provider(default_provider):
+                raise click.UsageError(self._unknown(default_provider, self.default_model))
+            return f"{default_provider}/{resolved}"
+        if not registry.is_provider(provider):
+            raise click.UsageError(self._unknown(provider, given))
+        if not model:
+            default = registry.provider_class(provider).default_model
+            if not default:
+                raise click.UsageError(f"the {provider} provider needs a model: {provider}/MODEL")
+            model = default
+        return f"{provider}/{model}"
+
+    def _unknown(self, provider: str, name: str) -> str:
+        from ails.providers import registry
+
+        where = ""
+        if name == self.default_model:
+            where = f" (the default model, from {self.default_source})"
+        return (
+            f"unknown provider {provider!r} in model {name!r}{where}; "
+            f"known providers: {', '.join(registry.names())}"
+        )
+
+    def provider_kwargs(self, provider: str) -> dict[str, Any]:
+        """The settings to build ``provider`` with: its config table (less what
+        the environment overrides) and its key."""
+        from ails.providers import registry
+
+        cls = registry.provider_class(provider)
+        settings = config.provider_settings(provider, self.settings)
+        allowed = [s for s in cls.settings() if s != "timeouts"]
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"{self.settings.path}: [providers.{provider}] has no setting "
+                f"{', '.join(unknown)}; it takes: {', '.join(allowed)}"
+            )
+        if "api_key" in allowed:
+            key, _ = self.key_for(provider)
+            if key:
+                settings["api_key"] = key
+        return settings
+
+    def client(self, model: str) -> Client:
+        """A client for ``model``'s provider with its config settings and key."""
+        from ails._sync import Client
+
+        provider = model.partition("/")[0]
+        return Client(
+            model=self.default_model,
+            aliases=self.settings.aliases,
+            providers={provider: self.provider_kwargs(provider)},
+        )
+
+
+def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for ``-m``: aliases, the default, ``provider/`` prefixes."""
+    from ails.providers.registry import BUILTINS
+
+    try:
+        env = Env.load()
+    except Exception:  # completion must never print an error into the shell
+        return []
+    names = [*env.settings.aliases, env.default_model, *(f"{p}/" for p in BUILTINS)]
+    return [n for n in dict.fromkeys(names) if n.startswith(incomplete)]
+
+
+# -- the answer -----------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    interrupted: bool = False
+    duration_ms: int = 0
+
+
+def chunk_json(chunk: Chunk) -> dict[str, Any]:
+    """A chunk in OpenAI's shape: the fields our structs omit when they hold
+    their default (``object``, ``id``...) are put back."""
+    import msgspec
+
+    out: dict[str, Any] = {
+        "id": chunk.id,
+        "object": chunk.object,
+        "created": chunk.created,
+        "model": chunk.model,
+        "choices": [],
+    }
+    out.update(msgspec.to_builtins(chunk))
+    return out
+
+
+def completion_json(done: Completion) -> dict[str, Any]:
+    import msgspec
+
+    out: dict[str, Any] = {
+        "id": done.id,
+        "object": done.object,
+        "created": done.created,
+        "model": done.model,
+        "choices": [],
+    }
+    out.update(msgspec.to_builtins(done))
+    return out
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def ask(
+    client: Client,
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    stream: bool = True,
+    as_json: bool = False,
+    out: TextIO | None = None,
+) -> Answer:
+    """Send one request and write the answer to ``out`` (stdout) as it comes.
+
+    Ctrl-C returns what arrived so far with ``interrupted`` set, after closing
+    the stream: that closes the upstream connection (or stops the local model),
+    so generation stops too. Errors (``AilsError``) propagate.
+    """
+    out = out if out is not None else sys.stdout
+    answer = Answer()
+    parts: list[str] = []
+    started = time.monotonic()
+    spinner = Spinner(model).start()
+    try:
+        if stream:
+            with client.chat.completions.create(
+                model=model, messages=messages, stream=True, **params
+            ) as chunks:
+                for batch in chunks.batches():
+                    for chunk in batch:
+                        _take(answer, parts, chunk, spinner, out, as_json)
+                    out.flush()
+        else:
+            done = client.chat.completions.create(model=model, messages=messages, **params)
+            spinner.stop()
+            choice = done.choices[0] if done.choices else None
+            content = choice.message.content if choice is not None else None
+            text = content if isinstance(content, str) else ""
+            parts.append(text)
+            answer.finish_reason = choice.finish_reason if choice is not None else None
+            answer.usage = done.usage
+            out.write(_dumps(completion_json(done)) + "\n" if as_json else text)
+    except KeyboardInterrupt:
+        answer.interrupted = True
+    finally:
+        spinner.stop()
+        answer.text = "".join(parts)
+        answer.duration_ms = int((time.monotonic() - started) * 1000)
+    if not as_json and answer.text and not answer.text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+    return answer
+
+
+def _take(
+    answer: Answer,
+    parts: list[str],
+    chunk: Chunk,
+    spinner: Spinner,
+    out: TextIO,
+    as_json: bool,
+) -> None:
+    if chunk.usage is not None:
+        answer.usage = chunk.usage
+    content = None
+    if chunk.choices:
+        choice = chunk.choices[0]
+        content = choice.delta.content
+        if choice.finish_reason is not None:
+            answer.finish_reason = choice.finish_reason
+        if content:
+            parts.append(content)
+    if as_json:
+        spinner.stop()
+        out.write(_dumps(chunk_json(chunk)) + "\n")
+    elif content:
+        spinner.stop()  # cleared before the first token is written
+        out.write(content)
+
+
+def log_exchange(
+    store: Store,
+    *,
+    conversation_id: str | None,
+    model: str,
+    prompt: str,
+    system: str | None,
+    params: dict[str, Any],
+    answer: Answer,
+) -> str | None:
+    """Log the exchange when logging is on; return its conversation id (the
+    given one, a new one, or ``None`` when not logged). A failure to log is a
+    warning: the answer was already delivered."""
+    import sqlite3
+
+    from ails.store import Exchange
+
+    try:
+        if not store.logging_enabled():
+            return conversation_id
+        usage = answer.usage
+        logged = store.log(
+            Exchange(
+                conversation_id=conversation_id,
+                model=model,
+                prompt=prompt,
+                system=system,
+                options=params,
+                response=answer.text,
+                finish_reason="interrupted" if answer.interrupted else answer.finish_reason,
+                prompt_tokens=usage.prompt_tokens if usage is not None else None,
+                completion_tokens=usage.completion_tokens if usage is not None else None,
+                duration_ms=answer.duration_ms,
+            )
+        )
+    except (sqlite3.Error, OSError) as exc:
+        warn(f"the exchange was not logged: {exc}")
+        return conversation_id
+    return logged.conversation_id
