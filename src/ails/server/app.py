@@ -1,0 +1,419 @@
+"""The gateway's aiohttp application: the four endpoints and the streaming path.
+
+A chat request goes: content type and size -> JSON -> key (before anything
+else, as OpenAI does) -> validation of the fields the gateway itself needs ->
+signed-protocol checks -> model lookup -> the library's router. Everything
+else in the body is passed on untouched.
+
+Streams are passed through without buffering: one ``write`` per batch the
+backend produced (one network read, one model token). From an HTTP upstream
+each chunk's own JSON text is forwarded, so fields ails does not model
+survive; other backends' chunks are encoded here. Every ``data:`` line holds
+one single-line JSON object in which the text ``data: `` never occurs (its
+colon is escaped as ``\\u003a``, which decodes the same), so the seed's naive
+client, which deletes every ``data: `` from a line before parsing it, reads
+the stream correctly too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from ails._version import __version__
+from ails.errors import AilsError
+from ails.providers._http import SSEChunkStream
+from ails.providers.base import ChunkStream
+from ails.server.auth import Authenticator
+from ails.server.errors import (
+    JSON_TYPE,
+    GatewayError,
+    Redactor,
+    error_response,
+    from_ails_error,
+    stream_error_event,
+)
+from ails.server.openapi import openapi_document
+from ails.server.routing import GatewayRouter
+from ails.server.validation import validate
+from ails.signing import has_signature_fields
+from ails.sse import DONE
+from ails.types import ChatRequest, Chunk
+
+log = logging.getLogger("ails.server")
+access_log = logging.getLogger("ails.access")
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode
+_RID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_RID_PREFIX = secrets.token_hex(10)
+_rid_counter = itertools.count(1)
+_REQUEST_FIELDS = frozenset(ChatRequest.__struct_fields__) - {"extra"}
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
+}
+_HEALTH = b'{"status":"ok"}'
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Gateway:
+    """The handlers and what they share."""
+
+    def __init__(
+        self,
+        *,
+        router: GatewayRouter,
+        auth: Authenticator,
+        redact: Redactor,
+        max_body_bytes: int,
+        max_messages: int,
+        max_tokens_cap: int | None = None,
+    ) -> None:
+        self.router = router
+        self.auth = auth
+        self.redact = redact
+        self.max_body_bytes = max_body_bytes
+        self.max_messages = max_messages
+        self.max_tokens_cap = max_tokens_cap
+        self.openapi_body = _encode(
+            openapi_document(
+                version=__version__, max_messages=max_messages, max_body_bytes=max_body_bytes
+            )
+        )
+
+    async def start(self) -> None:
+        """Load the embedded model (so the first request is not the slow one) and
+        fetch the upstreams' model lists."""
+        local = self.router.local
+        load = getattr(local, "load", None)
+        if load is not None:
+            await load()
+        await self.router.start()
+
+    async def aclose(self) -> None:
+        await self.router.aclose()
+        await self.auth.store.aclose()
+
+    # -- chat completions --------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        ctype = request.headers.get("Content-Type")
+        if ctype is not None and ctype.partition(";")[0].strip().lower() != JSON_TYPE:
+            raise GatewayError(
+                415,
+                f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
+                code="unsupported_media_type",
+            )
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(self.max_body_bytes) from None
+        try:
+            body = _decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise GatewayError(
+                400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+            ) from None
+        except RecursionError:
+            raise GatewayError(
+                400, "the JSON body is nested too deeply", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+        signed = has_signature_fields(body)
+        if not signed:
+            self.auth.require_key(request)  # a bad key is told first, as OpenAI does
+        model, stream, include_usage = validate(body, max_messages=self.max_messages)
+        if signed:
+            await self.auth.check_signed(request, body)
+        if not self.router.serves(model) and not await self.router.knows(model):
+            raise GatewayError(
+                404,
+                f"The model {model!r} does not exist or is not served here "
+                "(GET /v1/models lists what is).",
+                code="model_not_found",
+                param="model",
+            )
+        chat_request = self._chat_request(body)
+        headers = {
+            "x-request-id": request["rid"],
+            "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
+        }
+        if stream:
+            return await self._stream(request, chat_request, headers, include_usage)
+        try:
+            answer = await self.router.complete_raw(chat_request)
+        except AilsError as exc:
+            raise self._failure(exc, headers) from None
+        return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
+
+    def _chat_request(self, body: dict[str, Any]) -> ChatRequest:
+        if self.max_tokens_cap is not None:
+            cap_tokens(body, self.max_tokens_cap)
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in _REQUEST_FIELDS:
+                known[key] = value
+            else:
+                extra[key] = value
+        return ChatRequest(**known, extra=extra)
+
+    def _failure(self, exc: AilsError, headers: dict[str, str]) -> GatewayError:
+        err = from_ails_error(exc, self.redact)
+        err.headers = {**headers, **(err.headers or {})}
+        log.info(
+            "request %s failed: %s (HTTP %d)", headers["x-request-id"], err.message, err.status
+        )
+        return err
+
+    async def _stream(
+        self,
+        request: web.Request,
+        chat_request: ChatRequest,
+        headers: dict[str, str],
+        include_usage: bool,
+    ) -> web.StreamResponse:
+        # Retries and fallbacks happen in here, before the first byte is sent;
+        # once the response has started, a failure can only end the stream.
+        try:
+            stream = await self.router.open_stream(chat_request)
+        except AilsError as exc:
+            raise self._failure(exc, headers) from None
+        rid = headers["x-request-id"]
+        try:
+            # From an HTTP upstream, the chunks' own JSON texts are forwarded.
+            raw_source = stream if isinstance(stream, SSEChunkStream) else None
+            if raw_source is not None:
+                raw_source.keep_raw = True
+            resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+            try:
+                await resp.prepare(request)
+                await self._pump(resp, stream, raw_source, include_usage, rid)
+            except ConnectionError:
+                log.info("request %s: the client went away mid-stream", rid)
+            return resp
+        finally:
+            # Also on cancellation (the client went away): the upstream request
+            # is closed, or the local generation stopped, at once.
+            await stream.aclose()
+
+    async def _pump(
+        self,
+        resp: web.StreamResponse,
+        stream: ChunkStream,
+        raw_source: SSEChunkStream | None,
+        include_usage: bool,
+        rid: str,
+    ) -> None:
+        """Copy the stream out, one write per batch; end it with ``[DONE]``, after
+        an error event if it failed (never a silent truncation)."""
+        write = resp.write
+        try:
+            async for batch in stream:
+                if raw_source is not None:
+                    data = frame_raw(raw_source.raw, batch, include_usage)
+                else:
+                    data = frame_chunks(batch, include_usage)
+                if data:
+                    await write(data)
+        except AilsError as exc:
+            log.warning("request %s: stream failed: %s", rid, self.redact(str(exc)))
+            end = stream_error_event(exc, self.redact) + DONE
+        except ConnectionError:
+            raise
+        except Exception as exc:  # a bug must not look like a clean end either
+            log.exception("request %s: stream failed", rid)
+            end = stream_error_event(exc, self.redact) + DONE
+        else:
+            end = DONE
+        # The end marker and the end of the body in one send.
+        await resp.write_eof(end)
+
+    # -- the other endpoints -----------------------------------------------------
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        self.auth.require_key(request)
+        return web.Response(body=self.router.models_body, content_type=JSON_TYPE)
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=_HEALTH, content_type=JSON_TYPE)
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=self.openapi_body, content_type=JSON_TYPE)
+
+
+def cap_tokens(body: dict[str, Any], cap: int) -> None:
+    """``--max-tokens-cap``: lower the limit the client gave, or set one.
+
+    Newer clients send only ``max_completion_tokens`` (some models require it
+    instead of ``max_tokens``), so that one is lowered when present.
+    """
+    if isinstance(body.get("max_completion_tokens"), int):
+        body["max_completion_tokens"] = min(cap, body["max_completion_tokens"])
+        if isinstance(body.get("max_tokens"), int):
+            body["max_tokens"] = min(cap, body["max_tokens"])
+    elif not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > cap:
+        body["max_tokens"] = cap
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
+    )
+
+
+# -- framing ----------------------------------------------------------------------
+
+
+def _safe(text: str) -> str:
+    """One line, and no ``data: `` inside (see the module docstring). Newlines in
+    valid JSON only occur between tokens, where a space means the same."""
+    if "\n" in text:
+        text = text.replace("\n", " ")
+    if "data: " in text:
+        text = text.replace("data: ", "data\\u003a ")
+    return text
+
+
+def frame_raw(raw: list[str], batch: list[Chunk], include_usage: bool) -> bytes:
+    """The upstream's own chunk texts of one read, as one write."""
+    parts = []
+    for text, chunk in zip(raw, batch, strict=True):
+        if not include_usage and chunk.usage is not None and not chunk.choices:
+            continue  # a usage-only chunk the client did not ask for
+        parts.append(_safe(text))
+    if not parts:
+        return b""
+    return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
+
+
+def frame_chunks(batch: list[Chunk], include_usage: bool) -> bytes:
+    """Chunks ails made (the embedded model), encoded, as one write.
+
+    Not ``Chunk``'s own encoding: it omits default values, and a chunk on the
+    wire always carries ``object`` and ``choices`` (``[]`` on the usage chunk).
+    """
+    parts = []
+    for chunk in batch:
+        usage = chunk.usage
+        if usage is not None and not include_usage:
+            if not chunk.choices:
+                continue
+            usage = None
+        out: dict[str, Any] = {
+            "id": chunk.id,
+            "object": "chat.completion.chunk",
+            "created": chunk.created,
+            "model": chunk.model,
+            "choices": chunk.choices,
+        }
+        if chunk.system_fingerprint is not None:
+            out["system_fingerprint"] = chunk.system_fingerprint
+        if usage is not None:
+            out["usage"] = usage
+        data = _encode(out)
+        if b"data: " in data:
+            data = data.replace(b"data: ", b"data\\u003a ")
+        parts.append(data)
+    if not parts:
+        return b""
+    return b"data: " + b"\n\ndata: ".join(parts) + b"\n\n"
+
+
+# -- the application ----------------------------------------------------------------
+
+
+def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
+    """aiohttp's own refusals (no route, wrong method, too large) as OpenAI errors."""
+    if exc.status == 404:
+        return GatewayError(
+            404, f"Unknown path: {request.method} {request.path}", code="unknown_url"
+        )
+    if exc.status == 405:
+        allow = exc.headers.get("Allow", "")
+        return GatewayError(
+            405,
+            f"{request.method} is not allowed on {request.path} (allowed: {allow})",
+            code="method_not_allowed",
+            headers={"Allow": allow} if allow else None,
+        )
+    if exc.status == 413:
+        return GatewayError(413, "the request body is too large", code="body_too_large")
+    return GatewayError(exc.status, exc.reason or "request refused")
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-Id")
+    if rid is None or _RID_RE.fullmatch(rid) is None:
+        # Unique, not secret: a random per-process prefix and a counter cost
+        # far less than uuid4 (a system call for 16 random bytes) per request.
+        rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
+    request["rid"] = rid
+    try:
+        resp = await handler(request)
+    except GatewayError as err:
+        return error_response(err, request_id=rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_http_error(exc, request), request_id=rid)
+    except Exception:
+        # Never a traceback to the client: the log has it, under the request id.
+        log.exception("request %s: unexpected error", rid)
+        return error_response(
+            GatewayError(500, f"internal error (request id {rid})", code="internal_error"),
+            request_id=rid,
+        )
+    if not resp.prepared:
+        resp.headers["x-request-id"] = rid
+    return resp
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: client, method, path, status, duration, request id.
+    Never a header or the body (keys live there)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1fms rid=%s",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+            request.get("rid", "-"),
+        )
+
+
+def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
+    # The body limit is checked by the handler too, with our own message;
+    # aiohttp's limit (a little higher) is the backstop for chunked bodies.
+    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[_middleware])
+    app.router.add_post("/v1/chat/completions", gateway.chat)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_get("/health", gateway.health)
+    app.router.add_get("/openapi.json", gateway.openapi)
+    if ui:
+        from ails.server.ui import add_ui_routes
+
+        add_ui_routes(app)  # the chat page at / (docs/ui.md)
+    return app
+
+
+__all__ = ["AccessLogger", "Gateway", "build_app", "cap_tokens", "frame_chunks", "frame_raw"]

@@ -1,0 +1,171 @@
+"""Who may use the gateway: API keys, the signed protocol, the replay cache, quotas.
+
+* API keys: the gateway keeps only their SHA-256 digests and compares the
+  digest of the presented key with *every* one of them in constant time, so
+  neither the match nor its position leaks through timing.
+* A body that carries any of ``d``/``t``/``s`` is verified, whatever else is
+  configured, and refused if it fails (ails-protocol.md): format and date (400),
+  freshness and signature (401), then the replay cache (401). A client with a
+  valid key is accepted after that; an anonymous one only with
+  ``allow_signed``, and then within its per-address quota (429).
+* The client address is the socket's peer. ``X-Forwarded-For`` is believed
+  only from a configured trusted proxy, and then only its last hop (the one
+  that proxy appended itself; earlier hops are whatever the client wrote).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from ails.errors import SignatureError
+from ails.server.errors import GatewayError
+from ails.server.limits import Quota, StateStore
+from ails.signing import DEFAULT_WINDOW_MS, verify
+
+SIGNED_FIELDS = ("d", "t", "s")
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header (scheme case-insensitive)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+def parse_networks(entries: Iterable[str]) -> list[_Network]:
+    """Trusted proxies as addresses or CIDR networks."""
+    return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str] = (),
+        allow_signed: bool = False,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        store: StateStore,
+        quota: Quota | None = None,
+        trusted_proxies: Iterable[str] = (),
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self._digests = [_digest(k) for k in dict.fromkeys(api_keys) if k]
+        self.allow_signed = allow_signed
+        self.window_ms = window_ms
+        self.store = store
+        self.quota = quota
+        self.trusted = parse_networks(trusted_proxies)
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+
+    @property
+    def open(self) -> bool:
+        """No key configured: anyone may call (meant for loopback use)."""
+        return not self._digests
+
+    def key_valid(self, authorization: str | None) -> bool:
+        token = bearer_token(authorization)
+        if token is None or not self._digests:
+            return False
+        presented = _digest(token)
+        ok = False
+        for expected in self._digests:  # no early exit: the time is the same for any key
+            ok |= hmac.compare_digest(presented, expected)
+        return ok
+
+    def require_key(self, request: web.Request) -> bool:
+        """Refuse a request without a valid key when keys are configured; say
+        whether the caller presented a valid one."""
+        if not self._digests:
+            return False
+        authorization = request.headers.get("Authorization")
+        if self.key_valid(authorization):
+            return True
+        if bearer_token(authorization) is None:
+            message = "missing API key: send it as 'Authorization: Bearer KEY'"
+        else:
+            message = "Incorrect API key provided."
+        raise GatewayError(401, message, code="invalid_api_key")
+
+    def client_address(self, request: web.Request) -> str:
+        peer = request.remote or ""
+        if self.trusted and peer:
+            forwarded = request.headers.get("X-Forwarded-For")
+            if forwarded and self._is_trusted(peer):
+                last = forwarded.rsplit(",", 1)[-1].strip()
+                try:
+                    return str(ipaddress.ip_address(last))
+                except ValueError:
+                    pass  # a proxy that writes garbage is not believed
+        return peer
+
+    def _is_trusted(self, peer: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trusted)
+
+    async def check_signed(self, request: web.Request, body: dict[str, Any]) -> None:
+        """Authorize a body that carries signed fields; on success they are gone
+        from ``body``. (An unsigned one needs only :meth:`require_key`.)"""
+        # Verified first, whoever sends it: a valid key does not excuse a bad signature.
+        try:
+            verify(body, now_ms=self._clock_ms(), window_ms=self.window_ms)
+        except SignatureError as exc:
+            status = 400 if exc.code == "signature_malformed" else 401
+            raise GatewayError(
+                status, f"signed request refused: {exc.message}", code=exc.code
+            ) from None
+        keyed = bool(self._digests) and self.key_valid(request.headers.get("Authorization"))
+        if not keyed and not self.allow_signed:
+            raise GatewayError(
+                401,
+                "this gateway does not accept anonymous signed requests "
+                "(the operator can allow them with --allow-signed; or send an API key)",
+                code="signed_not_allowed",
+            )
+        ttl = 2 * self.window_ms / 1000
+        if await self.store.seen_before(f"replay:{body['t']}:{body['s']}", ttl):
+            raise GatewayError(
+                401,
+                "signed request refused: this signature was already used (a replayed body); "
+                "sign every request afresh",
+                code="signature_replayed",
+            )
+        if not keyed and self.quota is not None:
+            client = self.client_address(request)
+            allowed, _, reset_s = await self.store.consume(
+                f"quota:{client}", self.quota.limit, self.quota.window
+            )
+            if not allowed:
+                wait = max(1, math.ceil(reset_s))
+                raise GatewayError(
+                    429,
+                    f"quota of {self.quota} anonymous signed requests per address is spent; "
+                    f"it resets in {wait} s",
+                    code="quota_exceeded",
+                    headers={"retry-after": str(wait)},
+                )
+        for field in SIGNED_FIELDS:
+            body.pop(field, None)
+
+
+__all__ = ["SIGNED_FIELDS", "Authenticator", "bearer_token", "parse_networks"]

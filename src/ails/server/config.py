@@ -1,0 +1,368 @@
+"""The gateway's settings: one dataclass, filled from a TOML file, the
+environment and the command line (in rising order of precedence).
+
+A list given on the command line (``--upstream``, ``--api-key``, ``--alias``)
+replaces the file's list rather than adding to it, so what a command line says
+is what runs. Secrets have ways in that keep them out of ``ps``: key files and
+environment variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yarl import URL
+
+from ails.errors import ConfigError
+from ails.server.limits import Quota, parse_quota
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - depends on the interpreter
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+DEFAULT_PORT = 8000
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+DEFAULT_MAX_MESSAGES = 2048
+
+#: Environment variables: one upstream key for every upstream that has none,
+#: and client API keys, comma separated.
+ENV_UPSTREAM_KEY = "AILS_UPSTREAM_KEY"
+ENV_API_KEYS = "AILS_API_KEYS"
+
+
+@dataclass
+class UpstreamSettings:
+    url: str
+    key: str | None = None
+    name: str = ""
+
+    def __repr__(self) -> str:  # never show the key
+        return f"UpstreamSettings(url={redact_url(self.url)!r}, name={self.name!r})"
+
+
+@dataclass
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    upstreams: list[UpstreamSettings] = field(default_factory=list)
+    #: ``None``: serve the embedded model only when there is no upstream.
+    local: bool | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+    api_keys: list[str] = field(default_factory=list, repr=False)
+    allow_signed: bool = False
+    signed_quota: Quota | None = None
+    #: Seconds either side of the gateway's clock a signed ``t`` may be.
+    signature_window: float = 300.0
+    trusted_proxies: list[str] = field(default_factory=list)
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    #: ``max_tokens`` given to every request: the client's, lowered to this.
+    max_tokens_cap: int | None = None
+    max_retries: int = 2
+    connect_timeout: float | None = 10.0
+    idle_timeout: float | None = 120.0
+    timeout: float | None = 600.0
+    models_refresh: float = 30.0
+    access_log: bool = True
+    insecure_public: bool = False
+    #: The chat page at ``/`` (docs/ui.md).
+    ui: bool = True
+
+    @property
+    def serve_local(self) -> bool:
+        return self.local if self.local is not None else not self.upstreams
+
+    def secrets(self) -> list[str]:
+        """Everything that must never be shown: keys and URL credentials."""
+        out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
+        for u in self.upstreams:
+            url = URL(u.url)
+            if url.password:
+                out += [url.password, f"{url.user}:{url.password}"]
+        return out
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for display."""
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_lines(path: str, what: str) -> list[str]:
+    """Non-blank lines that are not ``#`` comments (key files)."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def load_file(path: str) -> dict[str, Any]:
+    """A TOML config; its settings sit at the top level or in a ``[serve]`` table."""
+    try:
+        with open(Path(path).expanduser(), "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the config file {path} is not valid TOML: {exc}") from None
+    serve = data.get("serve", data)
+    if not isinstance(serve, dict):
+        raise ConfigError(f"{path}: [serve] must be a table")
+    return serve
+
+
+_SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "host": (str, "a string"),
+    "port": (int, "an integer"),
+    "local": (bool, "true or false"),
+    "allow_signed": (bool, "true or false"),
+    "signed_quota": (str, 'a string like "15/day"'),
+    "signature_window": ((int, float), "seconds"),
+    "max_body_bytes": (int, "an integer"),
+    "max_messages": (int, "an integer"),
+    "max_tokens_cap": (int, "an integer"),
+    "max_retries": (int, "an integer"),
+    "connect_timeout": ((int, float), "seconds"),
+    "idle_timeout": ((int, float), "seconds"),
+    "timeout": ((int, float), "seconds"),
+    "models_refresh": ((int, float), "seconds"),
+    "access_log": (bool, "true or false"),
+    "insecure_public": (bool, "true or false"),
+    "ui": (bool, "true or false"),
+    "api_key_file": (str, "a path"),
+    "upstream_key_file": (str, "a path"),
+}
+_LISTS = ("api_keys", "trusted_proxies", "upstreams")
+_KNOWN = set(_SCALARS) | set(_LISTS) | {"aliases"}
+
+
+def _check_file(data: Mapping[str, Any]) -> None:
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in the config file: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(_KNOWN))}"
+        )
+    for key, (types, what) in _SCALARS.items():
+        value = data.get(key)
+        if value is not None and (
+            not isinstance(value, types)
+            or (isinstance(value, bool) and bool not in _as_tuple(types))
+        ):
+            raise ConfigError(f"config setting {key} must be {what}, not {value!r}")
+    for key in ("api_keys", "trusted_proxies"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config setting {key} must be a list of strings")
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        raise ConfigError('config [aliases] must map names to model names: "NAME" = "MODEL"')
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def parse_alias(text: str) -> tuple[str, str]:
+    name, sep, target = text.partition("=")
+    name, target = name.strip(), target.strip()
+    if not sep or not name or not target:
+        raise ConfigError(f"an alias is NAME=MODEL, e.g. gpt-3.5-turbo=local/default; got {text!r}")
+    return name, target
+
+
+def _file_upstreams(items: Any, environ: Mapping[str, str]) -> list[UpstreamSettings]:
+    if not isinstance(items, list):
+        raise ConfigError("config [[upstreams]] must be a list of tables with a url")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            raise ConfigError(f'config upstream #{i + 1} needs url = "http://host:port/v1"')
+        unknown = set(item) - {"url", "key", "key_file", "key_env", "name"}
+        if unknown:
+            raise ConfigError(f"config upstream #{i + 1}: unknown {', '.join(sorted(unknown))}")
+        key = item.get("key")
+        if isinstance(item.get("key_file"), str):
+            lines = read_lines(item["key_file"], "upstream key")
+            key = lines[0] if lines else None
+        if isinstance(item.get("key_env"), str):
+            key = environ.get(item["key_env"]) or key
+        out.append(UpstreamSettings(url=item["url"], key=key, name=str(item.get("name") or "")))
+    return out
+
+
+def _assign_keys(upstreams: list[UpstreamSettings], keys: list[str]) -> None:
+    """One key for all, or the Nth key for the Nth upstream."""
+    if not keys:
+        return
+    if len(keys) == 1:
+        for u in upstreams:
+            u.key = keys[0]
+    elif len(keys) == len(upstreams):
+        for u, k in zip(upstreams, keys, strict=True):
+            u.key = k
+    else:
+        raise ConfigError(
+            f"{len(keys)} upstream keys for {len(upstreams)} upstreams: give one key for all, "
+            "or exactly one per upstream, in the same order"
+        )
+
+
+def build_config(
+    *,
+    file: str | None = None,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Settings from the file, then the environment, then ``cli`` (the options
+    that were given: flags only when set, lists only when not empty)."""
+    cli = dict(cli or {})
+    env = os.environ if environ is None else environ
+    data = load_file(file) if file else {}
+    _check_file(data)
+    cfg = GatewayConfig()
+    for key in _SCALARS:
+        if key in data and hasattr(cfg, key):
+            setattr(cfg, key, data[key])
+    cfg.trusted_proxies = list(data.get("trusted_proxies", []))
+    cfg.aliases = dict(data.get("aliases", {}))
+
+    # Upstreams and their keys: command line > file; AILS_UPSTREAM_KEY fills gaps.
+    if cli.get("upstream"):
+        cfg.upstreams = [UpstreamSettings(url=u) for u in cli["upstream"]]
+    else:
+        cfg.upstreams = _file_upstreams(data.get("upstreams", []), env)
+        if isinstance(data.get("upstream_key_file"), str):
+            _assign_keys(cfg.upstreams, read_lines(data["upstream_key_file"], "upstream key"))
+    cli_keys = list(cli.get("upstream_key") or [])
+    if cli.get("upstream_key_file"):
+        cli_keys += read_lines(cli["upstream_key_file"], "upstream key")
+    _assign_keys(cfg.upstreams, cli_keys)
+    for u in cfg.upstreams:
+        if u.key is None and env.get(ENV_UPSTREAM_KEY):
+            u.key = env[ENV_UPSTREAM_KEY]
+
+    # Client keys: command line > AILS_API_KEYS > file.
+    keys = list(cli.get("api_key") or [])
+    if cli.get("api_key_file"):
+        keys += read_lines(cli["api_key_file"], "API key")
+    if not keys and env.get(ENV_API_KEYS):
+        keys = [k.strip() for k in env[ENV_API_KEYS].split(",") if k.strip()]
+    if not keys:
+        keys = list(data.get("api_keys", []))
+        if data.get("api_key_file"):
+            keys += read_lines(data["api_key_file"], "API key")
+    cfg.api_keys = keys
+
+    if cli.get("alias"):
+        cfg.aliases = dict(parse_alias(a) for a in cli["alias"])
+    if cli.get("trusted_proxy"):
+        cfg.trusted_proxies = list(cli["trusted_proxy"])
+    for key in (
+        "host",
+        "port",
+        "signature_window",
+        "max_body_bytes",
+        "max_messages",
+        "max_tokens_cap",
+        "max_retries",
+        "connect_timeout",
+        "idle_timeout",
+        "timeout",
+        "models_refresh",
+    ):
+        if cli.get(key) is not None:
+            setattr(cfg, key, cli[key])
+    for flag in ("local", "allow_signed", "insecure_public"):
+        if cli.get(flag):
+            setattr(cfg, flag, True)
+    if cli.get("no_access_log"):
+        cfg.access_log = False
+    if cli.get("no_ui"):
+        cfg.ui = False
+    quota = cli.get("signed_quota") or data.get("signed_quota")
+    cfg.signed_quota = parse_quota(quota) if quota else None
+    _finish(cfg)
+    return cfg
+
+
+def _finish(cfg: GatewayConfig) -> None:
+    """Names for the upstreams, and every check that needs the whole picture."""
+    names: set[str] = set()
+    for i, u in enumerate(cfg.upstreams):
+        url = URL(u.url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(
+                f"an upstream is an http(s) base URL like http://host:port/v1, "
+                f"not {redact_url(u.url)!r}"
+            )
+        u.name = u.name or f"upstream{i}"
+        if u.name in names or u.name == "local":
+            raise ConfigError(f"two backends are named {u.name!r}")
+        names.add(u.name)
+    if not cfg.upstreams and cfg.local is False:
+        raise ConfigError("nothing to serve: give --upstream URL, or serve the embedded model")
+    for label, value, low in (
+        ("port", cfg.port, 0),
+        ("max_body_bytes", cfg.max_body_bytes, 1024),
+        ("max_messages", cfg.max_messages, 1),
+        ("max_retries", cfg.max_retries, 0),
+    ):
+        if value < low:
+            raise ConfigError(f"{label} must be at least {low}")
+    if cfg.port > 65535:
+        raise ConfigError("port must be at most 65535")
+    if cfg.max_tokens_cap is not None and cfg.max_tokens_cap < 1:
+        raise ConfigError("max_tokens_cap must be at least 1")
+    if cfg.signature_window <= 0:
+        raise ConfigError("signature_window must be a positive number of seconds")
+    for t in ("connect_timeout", "idle_timeout", "timeout"):
+        value = getattr(cfg, t)
+        if value is not None and value <= 0:
+            setattr(cfg, t, None)  # 0 or less: no limit
+    for proxy in cfg.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"a trusted proxy is an IP address or network, not {proxy!r}"
+            ) from None
+    if not is_loopback(cfg.host) and not cfg.api_keys and not cfg.insecure_public:
+        raise ConfigError(
+            f"refusing to serve on {cfg.host!r} (beyond this machine) with no API key: anyone "
+            "could use it. Give --api-key (or --api-key-file, AILS_API_KEYS), or "
+            "--insecure-public if that is really what you want"
+        )
+
+
+__all__ = [
+    "ENV_API_KEYS",
+    "ENV_UPSTREAM_KEY",
+    "GatewayConfig",
+    "UpstreamSettings",
+    "build_config",
+    "is_loopback",
+    "load_file",
+    "parse_alias",
+    "read_lines",
+    "redact_url",
+]

@@ -1,0 +1,177 @@
+"""OpenAI-style error bodies, and which HTTP status each ails error becomes.
+
+Every refusal the gateway makes is ``{"error": {"message", "type", "code",
+"param"}}`` with a status the official SDK maps to the right exception class.
+The mapping for upstream failures follows one rule: a fault of the *client's*
+request keeps a 4xx status; a fault of an upstream, or of the gateway's own
+configuration (an upstream refusing the gateway's key), is a 5xx, because the
+client cannot fix it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ails.errors import (
+    AilsError,
+    AuthFailed,
+    BadRequest,
+    ConfigError,
+    NotFound,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    SignatureError,
+    Timeout,
+)
+
+_encode = msgspec.json.Encoder().encode
+
+JSON_TYPE = "application/json"
+
+
+class GatewayError(Exception):
+    """A refusal to answer with ``status`` and an OpenAI error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or default_type(status)
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, code=self.code, param=self.param)
+
+
+def default_type(status: int) -> str:
+    """OpenAI's ``error.type`` for a status (what its own API sends)."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "code": code, "param": param}}
+
+
+def error_response(err: GatewayError, *, request_id: str | None = None) -> web.Response:
+    headers = dict(err.headers or {})
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    return web.Response(
+        status=err.status, body=_encode(err.body()), content_type=JSON_TYPE, headers=headers
+    )
+
+
+class Redactor:
+    """Removes secrets (upstream keys, credentials in upstream URLs) from text.
+
+    Upstreams sometimes echo part of a key in their error messages, and a
+    connection error names the URL; everything the gateway sends to a client or
+    writes to a log about an upstream passes through here first.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is removed whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
+    """The gateway's answer for an error raised before the response started."""
+    message = redact(exc.message)
+    provider = getattr(exc, "provider", None)
+    where = f"{provider}: " if provider else ""
+    if isinstance(exc, SignatureError):
+        status = 400 if exc.code == "signature_malformed" else 401
+        return GatewayError(status, message, code=exc.code)
+    if isinstance(exc, AuthFailed):
+        # The upstream refused *our* key: the client cannot fix that, and the
+        # upstream's message may quote the key, so it is not passed on.
+        return GatewayError(
+            502,
+            f"upstream {provider or '?'} refused the gateway's credentials"
+            f" (HTTP {exc.status}); the gateway's upstream key is missing or wrong",
+            code="upstream_auth_failed",
+        )
+    if isinstance(exc, RateLimited):
+        headers = None
+        if exc.retry_after is not None:
+            headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+        return GatewayError(
+            429, f"{where}{message}", code=exc.code or "rate_limited", headers=headers
+        )
+    if isinstance(exc, NotFound):
+        return GatewayError(404, f"{where}{message}", code=exc.code or "model_not_found")
+    if isinstance(exc, BadRequest):
+        status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
+        return GatewayError(status, f"{where}{message}", code=exc.code)
+    if isinstance(exc, Timeout):
+        return GatewayError(504, f"{where}{message}", code=exc.code or "timeout")
+    if isinstance(exc, ProtocolError):
+        return GatewayError(502, f"{where}{message}", code=exc.code or "upstream_protocol_error")
+    if isinstance(exc, ProviderError):
+        status_note = f" (HTTP {exc.status})" if exc.status is not None else ""
+        return GatewayError(
+            502, f"{where}{message}{status_note}", code=exc.code or "upstream_unavailable"
+        )
+    if isinstance(exc, ConfigError):
+        return GatewayError(503, message, code="backend_unavailable")
+    return GatewayError(502, f"{where}{message}", code=exc.code or "upstream_error")
+
+
+def stream_error_event(exc: BaseException, redact: Redactor) -> bytes:
+    """The in-band event that ends a stream that failed after it started.
+
+    A ``data:`` line with no ``event:`` field: the openai SDK raises its
+    ``APIError`` on an ``{"error": ...}`` payload, and the seed's naive client
+    skips it (no ``content``) instead of choking on it.
+    """
+    if isinstance(exc, AilsError):
+        err = from_ails_error(exc, redact)
+        message, code, type_ = err.message, err.code, err.type
+    else:
+        message, code, type_ = "the answer failed mid-stream", "internal_error", "server_error"
+    payload = _encode({"error": {"message": message, "type": type_, "code": code, "param": None}})
+    return b"data: " + payload.replace(b"data: ", b"data\\u003a ") + b"\n\n"
+
+
+__all__ = [
+    "GatewayError",
+    "Redactor",
+    "default_type",
+    "error_body",
+    "error_response",
+    "from_ails_error",
+    "stream_error_event",
+]

@@ -1,0 +1,356 @@
+"""``/openapi.json``: a hand-written OpenAPI 3.1 description of the gateway.
+
+Written by hand, not generated, so that it says exactly what the handlers do:
+the fields the gateway itself checks are spelled out (and ``required`` matches
+the validation in :mod:`ails.server.app`); everything else is passed on to
+the backend untouched, which ``additionalProperties: true`` says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _chat_request(max_messages: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["model", "messages"],
+        "additionalProperties": True,
+        "description": (
+            "An OpenAI chat completion request. The fields below are checked by the gateway; "
+            "any other field is passed on to the backend untouched."
+        ),
+        "properties": {
+            "model": {
+                "type": "string",
+                "minLength": 1,
+                "description": "A model name listed by GET /v1/models (an alias included).",
+            },
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_messages,
+                "items": _ref("Message"),
+            },
+            "stream": {"type": "boolean", "default": False},
+            "stream_options": {
+                "type": ["object", "null"],
+                "properties": {"include_usage": {"type": "boolean"}},
+                "additionalProperties": True,
+            },
+            "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+            "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "n": {"type": ["integer", "null"], "minimum": 1},
+            "stop": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}},
+                    {"type": "null"},
+                ]
+            },
+            "seed": {"type": ["integer", "null"]},
+            "user": {"type": "string"},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+            "response_format": {"type": "object"},
+            "d": {
+                "type": "string",
+                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                "description": "Signed protocol: the client's date. With t and s, the body is "
+                "verified (ails-protocol); the three fields are removed before routing.",
+            },
+            "t": {
+                "type": "string",
+                "pattern": "^[0-9]+[13579]$",
+                "description": "Signed protocol: Unix milliseconds, last digit made odd.",
+            },
+            "s": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": 'Signed protocol: sha256_hex("{t}:{m}:{K}:{len(m)}").',
+            },
+        },
+    }
+
+
+def openapi_document(
+    *, version: str, max_messages: int = 2048, max_body_bytes: int = 4 * 1024 * 1024
+) -> dict[str, Any]:
+    """The document, with this gateway's limits filled in."""
+    chat_errors = {
+        "400": _error(
+            "Invalid JSON, a wrong type, a missing field, too many messages, "
+            "or a malformed signed body."
+        ),
+        "401": _error(
+            "Missing or wrong API key; a signed body that is stale, replayed or "
+            "wrongly signed (code signature_stale / signature_replayed / "
+            "signature_invalid); anonymous signed requests not allowed."
+        ),
+        "404": _error("No backend serves this model."),
+        "413": _error(f"The body is larger than {max_body_bytes} bytes."),
+        "415": _error("The body is not application/json."),
+        "429": {
+            **_error("A quota is spent, or the upstream is rate limited."),
+            "headers": {
+                "retry-after": {
+                    "schema": {"type": "integer"},
+                    "description": "Seconds to wait before trying again.",
+                }
+            },
+        },
+        "502": _error("The upstream failed, was unreachable, or refused the gateway's key."),
+        "503": _error("The embedded model cannot be loaded."),
+        "504": _error("The upstream did not answer in time."),
+    }
+    common_headers = {
+        "x-request-id": {
+            "schema": {"type": "string"},
+            "description": "The request's id (the client's own X-Request-Id when it sent a "
+            "sane one), also written in the access log.",
+        },
+        "x-ails-overhead-ms": {
+            "schema": {"type": "string"},
+            "description": "Milliseconds the gateway spent before calling the backend.",
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ails gateway",
+            "version": version,
+            "description": (
+                "An OpenAI-compatible chat completions gateway in front of upstream "
+                "OpenAI-compatible servers and the embedded model. It also accepts the ails "
+                "signed protocol. Errors are OpenAI error objects."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        # Open when the gateway has no API key configured; otherwise a bearer key,
+        # or (for chat completions, when allowed) a signed body.
+        "security": [{}, {"bearerAuth": []}],
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "summary": "Create a chat completion (streamed when stream is true)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ChatCompletionRequest")}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": (
+                                "A chat.completion object, or with stream: true an event "
+                                "stream: one `data: {chunk JSON}` line per chunk, ending with "
+                                "`data: [DONE]`. A failure after the stream started is sent as "
+                                '`data: {"error": {...}}` followed by `data: [DONE]`.'
+                            ),
+                            "headers": common_headers,
+                            "content": {
+                                "application/json": {"schema": _ref("ChatCompletion")},
+                                "text/event-stream": {
+                                    "schema": {
+                                        "type": "string",
+                                        "description": "Server-sent events; each data line "
+                                        "holds one ChatCompletionChunk (see components).",
+                                    }
+                                },
+                            },
+                        },
+                        **chat_errors,
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "summary": "The models this gateway serves, aliases included",
+                    "responses": {
+                        "200": {
+                            "description": "The model list.",
+                            "content": {"application/json": {"schema": _ref("ModelList")}},
+                        },
+                        "401": _error("Missing or wrong API key."),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness: answers without contacting any backend",
+                    "security": [{}],
+                    "responses": {
+                        "200": {
+                            "description": "The gateway is up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [{}],
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI 3.1 document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer KEY, a key given to the gateway "
+                    "with --api-key.",
+                }
+            },
+            "schemas": {
+                "ChatCompletionRequest": _chat_request(max_messages),
+                "Message": {
+                    "type": "object",
+                    "required": ["role"],
+                    "additionalProperties": True,
+                    "properties": {
+                        "role": {"type": "string"},
+                        "content": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {"type": "array", "items": {"type": "object"}},
+                                {"type": "null"},
+                            ]
+                        },
+                        "name": {"type": "string"},
+                        "tool_calls": {"type": "array", "items": {"type": "object"}},
+                        "tool_call_id": {"type": "string"},
+                    },
+                },
+                "ChatCompletion": {
+                    "type": "object",
+                    "required": ["id", "object", "created", "model", "choices"],
+                    "additionalProperties": True,
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "chat.completion"},
+                        "created": {"type": "integer"},
+                        "model": {"type": "string"},
+                        "choices": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "message": _ref("Message"),
+                                    "finish_reason": {"type": ["string", "null"]},
+                                },
+                            },
+                        },
+                        "usage": _ref("Usage"),
+                    },
+                },
+                "ChatCompletionChunk": {
+                    "type": "object",
+                    "required": ["object", "choices"],
+                    "additionalProperties": True,
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "chat.completion.chunk"},
+                        "created": {"type": "integer"},
+                        "model": {"type": "string"},
+                        "choices": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "delta": {"type": "object"},
+                                    "finish_reason": {"type": ["string", "null"]},
+                                },
+                            },
+                        },
+                        "usage": {
+                            "oneOf": [_ref("Usage"), {"type": "null"}],
+                            "description": "Only with stream_options.include_usage: true, on "
+                            "a last chunk whose choices are empty.",
+                        },
+                    },
+                },
+                "Usage": {
+                    "type": "object",
+                    "properties": {
+                        "prompt_tokens": {"type": "integer"},
+                        "completion_tokens": {"type": "integer"},
+                        "total_tokens": {"type": "integer"},
+                    },
+                },
+                "ModelList": {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "object", "owned_by"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "object": {"const": "model"},
+                                    "created": {"type": "integer"},
+                                    "owned_by": {
+                                        "type": "string",
+                                        "description": "The backend's display name "
+                                        "(upstream0, local, ...), never its URL.",
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["message", "type", "code", "param"],
+                            "properties": {
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "code": {"type": ["string", "null"]},
+                                "param": {"type": ["string", "null"]},
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+__all__ = ["openapi_document"]

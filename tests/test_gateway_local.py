@@ -1,0 +1,86 @@
+"""The gateway in front of the embedded model, as the issue describes it: the
+seed's example client streams an answer from
+``ails serve --allow-signed --alias gpt-3.5-turbo=local/default``.
+
+The seed's client cannot send ``max_tokens``, so the gateway caps it
+(``--max-tokens-cap``) to keep the answer short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway_proc import Gateway
+
+pytestmark = pytest.mark.local
+
+SEED_CLIENT = Path(__file__).resolve().parent / "seed_client.py"
+HELLO = [{"role": "user", "content": "Hello, who are you?"}]
+
+pytest.importorskip("requests", reason="the seed's client needs requests")
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[Gateway]:
+    args = ["--allow-signed", "--alias", "gpt-3.5-turbo=local/default", "--max-tokens-cap", "16"]
+    with Gateway(args, start_timeout=180) as g:
+        yield g
+
+
+def test_seed_example_streams_from_the_embedded_model(gw: Gateway) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SEED_CLIENT)],
+        env={**os.environ, "AILS_GATEWAY_URL": gw.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip(), "no answer"
+    assert gw.wait_for_log("POST /v1/chat/completions 200")
+
+
+def test_sdk_stream_usage_only_when_asked(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key="none", max_retries=0)
+    models = {m.id: m.owned_by for m in client.models.list()}
+    assert models == {"local/default": "local", "default": "local", "gpt-3.5-turbo": "local"}
+    chunks = list(
+        client.chat.completions.create(
+            model="local/default",
+            messages=HELLO,
+            stream=True,
+            max_tokens=4,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert 0 < chunks[-1].usage.completion_tokens <= 4
+    raw = client.chat.completions.with_raw_response.create(
+        model="default", messages=HELLO, stream=True, max_tokens=4
+    )
+    body = raw.http_response.read().decode()
+    assert body.endswith("data: [DONE]\n\n") and '"usage"' not in body
+    events = [b[len("data: ") :] for b in body.split("\n\n")[:-2]]
+    assert events and all("\n" not in e and json.loads(e)["choices"] for e in events)
+    assert all(json.loads(e)["object"] == "chat.completion.chunk" for e in events)
+
+
+def test_non_stream_from_the_embedded_model(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key="none", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-3.5-turbo", messages=HELLO, max_tokens=4
+    )
+    body = json.loads(raw.http_response.read())
+    assert body["object"] == "chat.completion" and body["id"] and body["created"] > 0
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    reply = raw.parse()
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens <= 4
