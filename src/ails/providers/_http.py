@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import sys
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -32,6 +34,8 @@ from ails.providers.base import Provider, Timeouts
 from ails.types import Completion
 
 log = logging.getLogger("ails.http")
+
+T = TypeVar("T")
 
 #: An error body larger than this is cut: it is for a message, not a payload.
 MAX_ERROR_BODY = 64 * 1024
@@ -164,22 +168,21 @@ class HTTPProvider(Provider):
             _min_opt(self.timeouts.idle, self.timeouts.total) if streaming else self.timeouts.total
         )
         try:
-            resp = await asyncio.wait_for(
-                self.session().post(url, data=_encode(body), headers=headers),
-                timeout=first_byte_limit,
+            resp = await _within(
+                self.session().post(url, data=_encode(body), headers=headers), first_byte_limit
             )
+        except aiohttp.ServerTimeoutError as exc:  # aiohttp's own: the connect limit
+            raise Timeout(
+                f"could not connect to {url} within {self.timeouts.connect} s",
+                kind="connect",
+                provider=self.name,
+            ) from exc
         except asyncio.TimeoutError:
             raise Timeout(
                 f"no response from {url} within {first_byte_limit:g} s",
                 kind="idle" if first_byte_limit == self.timeouts.idle else "total",
                 provider=self.name,
             ) from None
-        except aiohttp.ServerTimeoutError as exc:
-            raise Timeout(
-                f"could not connect to {url} within {self.timeouts.connect} s",
-                kind="connect",
-                provider=self.name,
-            ) from exc
         except aiohttp.InvalidURL as exc:
             raise AilsError(f"invalid base_url for {self.name}: {url}") from exc
         except _CONNECTION_ERRORS as exc:
@@ -239,6 +242,20 @@ class HTTPProvider(Provider):
                 provider=self.name,
                 code="invalid_completion",
             ) from None
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(aw: Awaitable[T], limit: float | None) -> T:
+        # asyncio.timeout re-arms a timer on the current task; wait_for (before
+        # 3.12) wraps the call in a new task, a cost paid on every request.
+        async with asyncio.timeout(limit):
+            return await aw
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(aw: Awaitable[T], limit: float | None) -> T:
+        return await asyncio.wait_for(aw, limit)
 
 
 def _min_opt(a: float | None, b: float | None) -> float | None:
