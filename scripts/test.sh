@@ -12,6 +12,7 @@ bash scripts/install-browser.sh
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 
-.venv/bin/pytest -q -p no:cacheprovider
-# The slow target: pytest exits 5 when it selects nothing, which is not a failure here.
+# The slow target (load and soak) first, so that the last summary line is the
+# whole default suite's; pytest exits 5 when it selects nothing, not a failure here.
 .venv/bin/pytest -q -p no:cacheprovider -m slow || { rc=$?; [ "$rc" -eq 5 ] || exit "$rc"; }
+.venv/bin/pytest -q -p no:cacheprovider
