@@ -7,7 +7,8 @@ under test, not this server. ``model`` picks the answer:
   LLM server does, token by token (no sleeping: as fast as the socket takes them);
 * ``bulk:N`` — the same bytes in writes of 256 events, so that reads arrive full
   and only the client's per-chunk cost is left;
-* ``paced:N:MS`` — N chunks, one every MS milliseconds, each as its own write;
+* ``paced:N:MS`` — N chunks, one every MS milliseconds, each as its own write
+  (event i is written at start + i×MS, the finish event and ``[DONE]`` included);
 * anything else — 10 chunks.
 
 Non-streaming requests get one ``chat.completion``. Content alternates two
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 from aiohttp import web
@@ -93,9 +95,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     evs = events(model, n)
     if kind == "paced":
-        for ev in evs:
+        # Each event on its own deadline (start + i*pace), so sleep overshoot
+        # does not accumulate along the stream.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, ev in enumerate(evs):
+            delay = start + i * pace - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
             await resp.write(ev)
-            await asyncio.sleep(pace)
     else:
         step = 256 if kind == "bulk" else 1
         for i in range(0, len(evs), step):
@@ -104,18 +112,31 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def models(_: web.Request) -> web.Response:
-    data = {"object": "list", "data": [{"id": "x", "object": "model", "owned_by": "bench"}]}
-    return web.json_response(data)
+def models_handler(names: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    data = {
+        "object": "list",
+        "data": [{"id": n, "object": "model", "owned_by": "bench"} for n in names],
+    }
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response(data)
+
+    return models
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument(
+        "--models",
+        default="x",
+        help="comma-separated names GET /v1/models lists (a gateway that checks model "
+        "names needs e.g. x,chunks:10,paced:20:50); every name is answered either way",
+    )
     args = ap.parse_args()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models", models_handler(args.models.split(",")))
 
     async def serve() -> None:
         runner = web.AppRunner(app, access_log=None)
