@@ -162,6 +162,10 @@ class GatewayRouter(Router):
             target = self.gateway_aliases[target]
         return target
 
+    def canonical(self, model: str) -> str:
+        """The name an alias stands for (the name itself when it is none)."""
+        return self._resolve_alias(model) if model in self.gateway_aliases else model
+
     def model_names(self) -> list[str]:
         return list(self._owners)
 
