@@ -8,7 +8,8 @@ runs its own event loop in a daemon thread, so sync and async tests use it alike
 
 It also runs as a subprocess for gateway tests and benchmarks::
 
-    python tests/upstream.py --port 0 [--api-key K] [--signed]   # prints "READY <port>"
+    python tests/upstream.py --port 0 [--api-key K] [--signed] [--models A,B] [--model C]
+    # prints "READY <port>"
 
 Behaviour is chosen by the request's ``model``: a scenario name with colon-separated
 arguments. ``stream: true`` answers ``chat.completion.chunk`` SSE (``data: {json}``
@@ -898,8 +899,13 @@ def _main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--signed", action="store_true")
     parser.add_argument("--models", default=None, help="comma-separated model ids")
+    parser.add_argument(
+        "--model", action="append", default=[], help="one more model id (may hold commas)"
+    )
     ns = parser.parse_args(list(argv) if argv is not None else None)
     models = [m for m in ns.models.split(",") if m] if ns.models else None
+    if ns.model:
+        models = [*(models or []), *ns.model]
     run_forever(ns.host, ns.port, api_key=ns.api_key, signed=ns.signed, models=models)
 
 
