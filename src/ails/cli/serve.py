@@ -26,6 +26,9 @@ class _RedactingFilter(logging.Filter):
         if self.redact.secrets:
             record.msg = self.redact(record.getMessage())
             record.args = None
+            if record.exc_info:  # a traceback's messages may quote a secret too
+                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
         return True
 
 
@@ -86,6 +89,18 @@ class _RedactingFilter(logging.Filter):
     metavar="IP",
     help="a reverse proxy whose X-Forwarded-For (last hop) gives the client address",
 )
+@click.option(
+    "--allowed-host",
+    multiple=True,
+    metavar="HOST",
+    help="a host name clients may use besides localhost and IP addresses (repeatable; * for any)",
+)
+@click.option(
+    "--cors-origin",
+    multiple=True,
+    metavar="ORIGIN",
+    help="a web origin (https://app.example.com) whose pages may call the API (repeatable)",
+)
 @click.option("--max-tokens-cap", type=int, help="lower every request's max_tokens to this")
 @click.option("--max-body-bytes", type=int, help="largest request body (default 4 MiB)")
 @click.option("--max-messages", type=int, help="most messages in a request (default 2048)")
@@ -102,6 +117,26 @@ class _RedactingFilter(logging.Filter):
     type=float,
     help="least seconds between upstream model-list refreshes (default 30)",
 )
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="share replay cache, quotas, rate limits and cache with other replicas "
+    "(redis://HOST:PORT/DB; docs/scaling.md)",
+)
+@click.option("--redis-prefix", metavar="PREFIX", help="prefix of every Redis key (default ails:)")
+@click.option(
+    "--redis-timeout", type=float, metavar="SECONDS", help="Redis connect/command timeout (0.25)"
+)
+@click.option(
+    "--redis-failure",
+    type=click.Choice(["closed", "open"]),
+    help="while Redis is down: refuse what needs it with 503 (closed, default) or skip the check",
+)
+@click.option(
+    "--cache-ttl", type=float, metavar="SECONDS", help="cache temperature-0 answers (0: off)"
+)
+@click.option("--rpm", type=int, help="requests per minute of every API key (0: no limit)")
+@click.option("--tpm", type=int, help="tokens per minute of every API key (0: no limit)")
 @click.option("--no-access-log", is_flag=True, help="no line per request (for benchmarks)")
 @click.option("--no-ui", is_flag=True, help="no chat page at / (docs/ui.md)")
 @click.option(
@@ -142,9 +177,12 @@ def serve_cmd(config_file: str | None, log_level: str, **options: Any) -> None:
 
 def _setup_logging(level: str, config: GatewayConfig) -> None:
     from ails.server.errors import Redactor
+    from ails.server.security import ParseErrorLogFilter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # First: a request aiohttp cannot parse is logged without quoting its line.
+    handler.addFilter(ParseErrorLogFilter())
     handler.addFilter(_RedactingFilter(Redactor(config.secrets())))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -161,6 +199,7 @@ async def _serve(config: GatewayConfig) -> None:
     from aiohttp import web
 
     from ails.server import AccessLogger, build_app, create_gateway
+    from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
     try:
@@ -175,6 +214,10 @@ async def _serve(config: GatewayConfig) -> None:
             access_log=logging.getLogger("ails.access") if config.access_log else None,
             access_log_class=AccessLogger,
             shutdown_timeout=5.0,
+            # Request line and header line limits, explicit (docs/reliability.md).
+            max_line_size=MAX_LINE_SIZE,
+            max_field_size=MAX_FIELD_SIZE,
+            max_headers=MAX_HEADERS,
         )
         await runner.setup()
         try:

@@ -29,7 +29,12 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
-from ails.providers._stream import _CONNECTION_ERRORS, SSEChunkStream, in_band_error
+from ails.providers._stream import (
+    _CONNECTION_ERRORS,
+    CONNECTION_FAILED,
+    SSEChunkStream,
+    in_band_error,
+)
 from ails.providers.base import Provider, Timeouts
 from ails.types import Completion
 
@@ -187,7 +192,9 @@ class HTTPProvider(Provider):
             raise AilsError(f"invalid base_url for {self.name}: {url}") from exc
         except _CONNECTION_ERRORS as exc:
             raise UpstreamUnavailable(
-                f"cannot reach {url}: {exc.__class__.__name__}: {exc}", provider=self.name
+                f"cannot reach {url}: {exc.__class__.__name__}: {exc}",
+                provider=self.name,
+                code=CONNECTION_FAILED,
             ) from exc
         if resp.status >= 400:
             try:

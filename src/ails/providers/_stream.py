@@ -23,6 +23,9 @@ from ails.types import Chunk
 _chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
 
 _CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
+#: ``code`` of a failure at the connection level (refused, reset, cut): the
+#: message then names socket addresses, which a gateway does not pass on.
+CONNECTION_FAILED = "connection_failed"
 
 
 def in_band_error(err: Any, *, provider: str) -> ProviderError:
@@ -158,6 +161,7 @@ class SSEChunkStream(ChunkStream):
                 raise UpstreamUnavailable(
                     f"connection lost mid-stream after {self.chunks_seen} chunks ({exc!r})",
                     provider=self.provider,
+                    code=CONNECTION_FAILED,
                 ) from exc
             finally:
                 self._reading = False

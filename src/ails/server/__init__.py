@@ -16,10 +16,14 @@ from ails.providers.base import Provider, Timeouts
 from ails.providers.openai import OpenAIProvider
 from ails.server.app import AccessLogger, Gateway, build_app
 from ails.server.auth import Authenticator
-from ails.server.config import GatewayConfig, UpstreamSettings, build_config
+from ails.server.cache import ResponseCache
+from ails.server.config import GatewayConfig, UpstreamSettings, build_config, redact_url
 from ails.server.errors import Redactor
 from ails.server.limits import MemoryStore, StateStore
+from ails.server.policy import PolicyStore
+from ails.server.ratelimit import RateLimiter
 from ails.server.routing import GatewayRouter
+from ails.server.security import SecurityPolicy
 
 
 def upstream_provider(settings: UpstreamSettings, timeouts: Timeouts) -> OpenAIProvider:
@@ -37,11 +41,26 @@ def upstream_provider(settings: UpstreamSettings, timeouts: Timeouts) -> OpenAIP
     return cls(base_url=settings.url, api_key=settings.key or "", timeouts=timeouts)
 
 
+def shared_store(config: GatewayConfig) -> StateStore:
+    """Redis behind the failure policy with ``--redis``, else this process's memory."""
+    if config.redis is None:
+        return MemoryStore()
+    from ails.server.redis_store import RedisStore  # redis-py is loaded only here
+
+    redis = RedisStore(
+        config.redis,
+        prefix=config.redis_prefix,
+        timeout=config.redis_timeout,
+        where=redact_url(config.redis),
+    )
+    return PolicyStore(redis, fail_open=config.redis_failure == "open")
+
+
 def create_gateway(config: GatewayConfig, *, store: StateStore | None = None) -> Gateway:
     timeouts = Timeouts(
         connect=config.connect_timeout, idle=config.idle_timeout, total=config.timeout
     )
-    redact = Redactor(config.secrets())
+    redact = Redactor(config.secrets(), names=config.upstream_addresses())
     upstreams = [upstream_provider(u, timeouts) for u in config.upstreams]
     local: Provider | None = None
     if config.serve_local:
@@ -57,22 +76,31 @@ def create_gateway(config: GatewayConfig, *, store: StateStore | None = None) ->
         list_timeout=min(10.0, config.timeout or 10.0),
         redact=redact,
     )
+    store = store or shared_store(config)
     auth = Authenticator(
         api_keys=config.api_keys,
         allow_signed=config.allow_signed,
         window_ms=int(config.signature_window * 1000),
-        store=store or MemoryStore(),
+        store=store,
         quota=config.signed_quota,
         trusted_proxies=config.trusted_proxies,
     )
-    return Gateway(
+    gateway = Gateway(
         router=router,
         auth=auth,
         redact=redact,
         max_body_bytes=config.max_body_bytes,
         max_messages=config.max_messages,
         max_tokens_cap=config.max_tokens_cap,
+        limiter=RateLimiter.build(
+            store, api_keys=config.api_keys, tables=config.keys, rpm=config.rpm, tpm=config.tpm
+        ),
+        cache=ResponseCache(store, config.cache_ttl) if config.cache_ttl > 0 else None,
     )
+    gateway.security = SecurityPolicy.build(
+        bind_host=config.host, allowed_hosts=config.allowed_hosts, cors_origins=config.cors_origins
+    )
+    return gateway
 
 
 __all__ = [
@@ -82,5 +110,6 @@ __all__ = [
     "build_app",
     "build_config",
     "create_gateway",
+    "shared_store",
     "upstream_provider",
 ]

@@ -34,6 +34,7 @@ from ails.errors import AilsError
 from ails.providers._http import SSEChunkStream
 from ails.providers.base import ChunkStream
 from ails.server.auth import Authenticator
+from ails.server.cache import ResponseCache, cache_key
 from ails.server.errors import (
     JSON_TYPE,
     GatewayError,
@@ -42,12 +43,16 @@ from ails.server.errors import (
     from_ails_error,
     stream_error_event,
 )
+from ails.server.framing import frame_chunks, frame_raw
 from ails.server.openapi import openapi_document
+from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
 from ails.server.routing import GatewayRouter
+from ails.server.security import SecurityPolicy
+from ails.server.security import install as install_security
 from ails.server.validation import validate
 from ails.signing import has_signature_fields
 from ails.sse import DONE
-from ails.types import ChatRequest, Chunk
+from ails.types import ChatRequest
 
 log = logging.getLogger("ails.server")
 access_log = logging.getLogger("ails.access")
@@ -70,6 +75,10 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Gateway:
     """The handlers and what they share."""
 
+    #: Host, Origin and CORS checks (server/security.py); create_gateway sets
+    #: the configured one, this default allows loopback names and no CORS.
+    security: SecurityPolicy = SecurityPolicy()
+
     def __init__(
         self,
         *,
@@ -79,8 +88,12 @@ class Gateway:
         max_body_bytes: int,
         max_messages: int,
         max_tokens_cap: int | None = None,
+        limiter: RateLimiter | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.router = router
+        self.limiter = limiter  # per-key RPM/TPM (docs/scaling.md)
+        self.cache = cache  # answers to temperature-0 requests
         self.auth = auth
         self.redact = redact
         self.max_body_bytes = max_body_bytes
@@ -88,7 +101,11 @@ class Gateway:
         self.max_tokens_cap = max_tokens_cap
         self.openapi_body = _encode(
             openapi_document(
-                version=__version__, max_messages=max_messages, max_body_bytes=max_body_bytes
+                version=__version__,
+                max_messages=max_messages,
+                max_body_bytes=max_body_bytes,
+                keyed=not auth.open,
+                allow_signed=auth.allow_signed,
             )
         )
 
@@ -100,8 +117,11 @@ class Gateway:
         if load is not None:
             await load()
         await self.router.start()
+        await self.auth.store.health()  # an unreachable Redis is logged at once
 
     async def aclose(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.aclose()  # tokens not yet written
         await self.router.aclose()
         await self.auth.store.aclose()
 
@@ -110,7 +130,9 @@ class Gateway:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         ctype = request.headers.get("Content-Type")
-        if ctype is not None and ctype.partition(";")[0].strip().lower() != JSON_TYPE:
+        # No type is refused too: a browser sends a cross-site POST without a
+        # preflight only as a form, text/plain or with no type (docs/reliability.md).
+        if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
             raise GatewayError(
                 415,
                 f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
@@ -148,17 +170,35 @@ class Gateway:
                 code="model_not_found",
                 param="model",
             )
+        admission = None
+        if self.limiter is not None:  # 429 when the key's limit is reached
+            admission = await self.limiter.admit(request.headers.get("Authorization"))
+            if stream and admission is not None and admission.counts_tokens:
+                ask_for_usage(body)
         chat_request = self._chat_request(body)
         headers = {
             "x-request-id": request["rid"],
             "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
         }
+        if admission is not None:
+            headers.update(admission.headers())
         if stream:
-            return await self._stream(request, chat_request, headers, include_usage)
+            return await self._stream(request, chat_request, headers, include_usage, admission)
+        key = cache_key(body, self.router.canonical(model)) if self.cache is not None else None
+        if key is not None and self.cache is not None:
+            cached = await self.cache.get(key)
+            headers["x-ails-cache"] = "miss" if cached is None else "hit"
+            if cached is not None:  # nothing generated: no tokens to count
+                return web.Response(body=cached, content_type=JSON_TYPE, headers=headers)
         try:
             answer = await self.router.complete_raw(chat_request)
         except AilsError as exc:
             raise self._failure(exc, headers) from None
+        if key is not None and self.cache is not None:
+            await self.cache.put(key, answer)
+        if admission is not None and admission.counts_tokens:
+            admission.charge(answer_tokens(answer, chat_request.messages))
+            headers.update(admission.headers())
         return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
 
     def _chat_request(self, body: dict[str, Any]) -> ChatRequest:
@@ -177,7 +217,10 @@ class Gateway:
         err = from_ails_error(exc, self.redact)
         err.headers = {**headers, **(err.headers or {})}
         log.info(
-            "request %s failed: %s (HTTP %d)", headers["x-request-id"], err.message, err.status
+            "request %s failed: %s (HTTP %d)",
+            headers["x-request-id"],
+            self.redact(str(exc)),
+            err.status,
         )
         return err
 
@@ -187,6 +230,7 @@ class Gateway:
         chat_request: ChatRequest,
         headers: dict[str, str],
         include_usage: bool,
+        admission: Admission | None = None,
     ) -> web.StreamResponse:
         # Retries and fallbacks happen in here, before the first byte is sent;
         # once the response has started, a failure can only end the stream.
@@ -195,6 +239,9 @@ class Gateway:
         except AilsError as exc:
             raise self._failure(exc, headers) from None
         rid = headers["x-request-id"]
+        meter = None
+        if admission is not None and admission.counts_tokens:
+            meter = UsageMeter(chat_request.messages)
         try:
             # From an HTTP upstream, the chunks' own JSON texts are forwarded.
             raw_source = stream if isinstance(stream, SSEChunkStream) else None
@@ -203,7 +250,7 @@ class Gateway:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                await self._pump(resp, stream, raw_source, include_usage, rid)
+                await self._pump(resp, stream, raw_source, include_usage, rid, meter)
             except ConnectionError:
                 log.info("request %s: the client went away mid-stream", rid)
             return resp
@@ -211,6 +258,8 @@ class Gateway:
             # Also on cancellation (the client went away): the upstream request
             # is closed, or the local generation stopped, at once.
             await stream.aclose()
+            if meter is not None and admission is not None:  # whatever the stream used
+                admission.charge(meter.tokens())
 
     async def _pump(
         self,
@@ -219,12 +268,15 @@ class Gateway:
         raw_source: SSEChunkStream | None,
         include_usage: bool,
         rid: str,
+        meter: UsageMeter | None = None,
     ) -> None:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation)."""
         write = resp.write
         try:
             async for batch in stream:
+                if meter is not None:
+                    meter.observe(batch)
                 if raw_source is not None:
                     data = frame_raw(raw_source.raw, batch, include_usage)
                 else:
@@ -251,7 +303,10 @@ class Gateway:
         return web.Response(body=self.router.models_body, content_type=JSON_TYPE)
 
     async def health(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=_HEALTH, content_type=JSON_TYPE)
+        redis = await self.auth.store.health()  # None without Redis; else cached, cheap
+        if redis is None:
+            return web.Response(body=_HEALTH, content_type=JSON_TYPE)
+        return web.json_response({"status": "ok", "redis": redis})
 
     async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.openapi_body, content_type=JSON_TYPE)
@@ -275,64 +330,6 @@ def _too_large(limit: int) -> GatewayError:
     return GatewayError(
         413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
     )
-
-
-# -- framing ----------------------------------------------------------------------
-
-
-def _safe(text: str) -> str:
-    """One line, and no ``data: `` inside (see the module docstring). Newlines in
-    valid JSON only occur between tokens, where a space means the same."""
-    if "\n" in text:
-        text = text.replace("\n", " ")
-    if "data: " in text:
-        text = text.replace("data: ", "data\\u003a ")
-    return text
-
-
-def frame_raw(raw: list[str], batch: list[Chunk], include_usage: bool) -> bytes:
-    """The upstream's own chunk texts of one read, as one write."""
-    parts = []
-    for text, chunk in zip(raw, batch, strict=True):
-        if not include_usage and chunk.usage is not None and not chunk.choices:
-            continue  # a usage-only chunk the client did not ask for
-        parts.append(_safe(text))
-    if not parts:
-        return b""
-    return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
-
-
-def frame_chunks(batch: list[Chunk], include_usage: bool) -> bytes:
-    """Chunks ails made (the embedded model), encoded, as one write.
-
-    Not ``Chunk``'s own encoding: it omits default values, and a chunk on the
-    wire always carries ``object`` and ``choices`` (``[]`` on the usage chunk).
-    """
-    parts = []
-    for chunk in batch:
-        usage = chunk.usage
-        if usage is not None and not include_usage:
-            if not chunk.choices:
-                continue
-            usage = None
-        out: dict[str, Any] = {
-            "id": chunk.id,
-            "object": "chat.completion.chunk",
-            "created": chunk.created,
-            "model": chunk.model,
-            "choices": chunk.choices,
-        }
-        if chunk.system_fingerprint is not None:
-            out["system_fingerprint"] = chunk.system_fingerprint
-        if usage is not None:
-            out["usage"] = usage
-        data = _encode(out)
-        if b"data: " in data:
-            data = data.replace(b"data: ", b"data\\u003a ")
-        parts.append(data)
-    if not parts:
-        return b""
-    return b"data: " + b"\n\ndata: ".join(parts) + b"\n\n"
 
 
 # -- the application ----------------------------------------------------------------
@@ -413,6 +410,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
         from ails.server.ui import add_ui_routes
 
         add_ui_routes(app)  # the chat page at / (docs/ui.md)
+    install_security(app, gateway.security)
     return app
 
 

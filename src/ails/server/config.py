@@ -21,6 +21,9 @@ from yarl import URL
 
 from ails.errors import ConfigError
 from ails.server.limits import Quota, parse_quota
+from ails.server.policy import POLICIES
+from ails.server.ratelimit import KeySettings, key_tables
+from ails.server.security import SecurityPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +38,8 @@ DEFAULT_MAX_MESSAGES = 2048
 #: and client API keys, comma separated.
 ENV_UPSTREAM_KEY = "AILS_UPSTREAM_KEY"
 ENV_API_KEYS = "AILS_API_KEYS"
+#: The Redis URL of shared state (keeps a password out of ``ps``).
+ENV_REDIS_URL = "AILS_REDIS_URL"
 
 
 @dataclass
@@ -61,6 +66,10 @@ class GatewayConfig:
     #: Seconds either side of the gateway's clock a signed ``t`` may be.
     signature_window: float = 300.0
     trusted_proxies: list[str] = field(default_factory=list)
+    #: Host names answered besides localhost and IP literals ("*": any), and
+    #: browser origins allowed by CORS (server/security.py).
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_messages: int = DEFAULT_MAX_MESSAGES
     #: ``max_tokens`` given to every request: the client's, lowered to this.
@@ -74,6 +83,21 @@ class GatewayConfig:
     insecure_public: bool = False
     #: The chat page at ``/`` (docs/ui.md).
     ui: bool = True
+    #: Shared state of several replicas (docs/scaling.md): a Redis URL; None
+    #: keeps the replay cache, quotas, rate limits and cache in this process.
+    redis: str | None = field(default=None, repr=False)
+    redis_prefix: str = "ails:"
+    #: Seconds to connect to Redis and for each command.
+    redis_timeout: float = 0.25
+    #: While Redis is unreachable: "closed" refuses what needs it (503), "open" skips it.
+    redis_failure: str = "closed"
+    #: Seconds a ``temperature: 0`` answer is cached; 0: no cache.
+    cache_ttl: float = 0.0
+    #: Requests and tokens per minute of every client key (None/0: no limit);
+    #: a ``[keys.NAME]`` table sets its own.
+    rpm: int | None = None
+    tpm: int | None = None
+    keys: list[KeySettings] = field(default_factory=list, repr=False)
 
     @property
     def serve_local(self) -> bool:
@@ -82,10 +106,23 @@ class GatewayConfig:
     def secrets(self) -> list[str]:
         """Everything that must never be shown: keys and URL credentials."""
         out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
+        if self.redis and URL(self.redis).password:
+            out.append(str(URL(self.redis).password))
         for u in self.upstreams:
             url = URL(u.url)
             if url.password:
                 out += [url.password, f"{url.user}:{url.password}"]
+        return out
+
+    def upstream_addresses(self) -> dict[str, str]:
+        """Each upstream's URL and ``host:port``, to be shown as ``<name>``."""
+        out: dict[str, str] = {}
+        for u in self.upstreams:
+            url = URL(u.url)
+            label = f"<{u.name}>"
+            out[str(url).rstrip("/")] = label
+            if url.host:
+                out[f"{url.host}:{url.port}"] = label
         return out
 
 
@@ -150,9 +187,16 @@ _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "ui": (bool, "true or false"),
     "api_key_file": (str, "a path"),
     "upstream_key_file": (str, "a path"),
+    "redis": (str, 'a URL like "redis://127.0.0.1:6379/0"'),
+    "redis_prefix": (str, "a string"),
+    "redis_timeout": ((int, float), "seconds"),
+    "redis_failure": (str, '"closed" or "open"'),
+    "cache_ttl": ((int, float), "seconds"),
+    "rpm": (int, "an integer"),
+    "tpm": (int, "an integer"),
 }
-_LISTS = ("api_keys", "trusted_proxies", "upstreams")
-_KNOWN = set(_SCALARS) | set(_LISTS) | {"aliases"}
+_LISTS = ("api_keys", "trusted_proxies", "upstreams", "allowed_hosts", "cors_origins")
+_KNOWN = set(_SCALARS) | set(_LISTS) | {"aliases", "keys"}
 
 
 def _check_file(data: Mapping[str, Any]) -> None:
@@ -169,7 +213,7 @@ def _check_file(data: Mapping[str, Any]) -> None:
             or (isinstance(value, bool) and bool not in _as_tuple(types))
         ):
             raise ConfigError(f"config setting {key} must be {what}, not {value!r}")
-    for key in ("api_keys", "trusted_proxies"):
+    for key in ("api_keys", "trusted_proxies", "allowed_hosts", "cors_origins"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"config setting {key} must be a list of strings")
@@ -244,6 +288,8 @@ def build_config(
         if key in data and hasattr(cfg, key):
             setattr(cfg, key, data[key])
     cfg.trusted_proxies = list(data.get("trusted_proxies", []))
+    cfg.allowed_hosts = list(cli.get("allowed_host") or data.get("allowed_hosts", []))
+    cfg.cors_origins = list(cli.get("cors_origin") or data.get("cors_origins", []))
     cfg.aliases = dict(data.get("aliases", {}))
 
     # Upstreams and their keys: command line > file; AILS_UPSTREAM_KEY fills gaps.
@@ -271,7 +317,10 @@ def build_config(
         keys = list(data.get("api_keys", []))
         if data.get("api_key_file"):
             keys += read_lines(data["api_key_file"], "API key")
-    cfg.api_keys = keys
+    # Named keys with their own limits ([keys.NAME]) are always accepted too.
+    cfg.keys = key_tables(data.get("keys", {}), env)
+    cfg.api_keys = keys + [k.key for k in cfg.keys if k.key not in keys]
+    cfg.redis = cli.get("redis") or env.get(ENV_REDIS_URL) or cfg.redis
 
     if cli.get("alias"):
         cfg.aliases = dict(parse_alias(a) for a in cli["alias"])
@@ -289,6 +338,12 @@ def build_config(
         "idle_timeout",
         "timeout",
         "models_refresh",
+        "redis_prefix",
+        "redis_timeout",
+        "redis_failure",
+        "cache_ttl",
+        "rpm",
+        "tpm",
     ):
         if cli.get(key) is not None:
             setattr(cfg, key, cli[key])
@@ -346,6 +401,11 @@ def _finish(cfg: GatewayConfig) -> None:
             raise ConfigError(
                 f"a trusted proxy is an IP address or network, not {proxy!r}"
             ) from None
+    _check_shared(cfg)
+    # Built once here only to check the names, so that a typo stops the start.
+    SecurityPolicy.build(
+        bind_host=cfg.host, allowed_hosts=cfg.allowed_hosts, cors_origins=cfg.cors_origins
+    )
     if not is_loopback(cfg.host) and not cfg.api_keys and not cfg.insecure_public:
         raise ConfigError(
             f"refusing to serve on {cfg.host!r} (beyond this machine) with no API key: anyone "
@@ -354,8 +414,31 @@ def _finish(cfg: GatewayConfig) -> None:
         )
 
 
+def _check_shared(cfg: GatewayConfig) -> None:
+    """Redis, the response cache and rate limits."""
+    if cfg.redis is not None and URL(cfg.redis).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"--redis is a URL like redis://HOST:PORT/DB, not {redact_url(cfg.redis)!r}"
+        )
+    if cfg.redis_failure not in POLICIES:
+        raise ConfigError(f"redis_failure is 'closed' or 'open', not {cfg.redis_failure!r}")
+    if cfg.redis_timeout <= 0:
+        raise ConfigError("redis_timeout must be a positive number of seconds")
+    if cfg.cache_ttl < 0:
+        raise ConfigError("cache_ttl must be 0 (no cache) or more seconds")
+    limits = [cfg.rpm, cfg.tpm] + [v for k in cfg.keys for v in (k.rpm, k.tpm)]
+    if any(v is not None and v < 0 for v in limits):
+        raise ConfigError("rpm and tpm must be 0 (no limit) or more")
+    if (cfg.rpm or cfg.tpm) and not cfg.api_keys:
+        raise ConfigError(
+            "--rpm/--tpm limit API keys, and this gateway has none: give --api-key "
+            "(or [keys.NAME] tables in the config file)"
+        )
+
+
 __all__ = [
     "ENV_API_KEYS",
+    "ENV_REDIS_URL",
     "ENV_UPSTREAM_KEY",
     "GatewayConfig",
     "UpstreamSettings",

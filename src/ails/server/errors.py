@@ -11,7 +11,7 @@ client cannot fix it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -29,6 +29,7 @@ from ails.errors import (
     SignatureError,
     Timeout,
 )
+from ails.providers._stream import CONNECTION_FAILED
 
 _encode = msgspec.json.Encoder().encode
 
@@ -96,14 +97,20 @@ class Redactor:
     writes to a log about an upstream passes through here first.
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), names: Mapping[str, str] | None = None) -> None:
         # Longest first, so a secret that contains another is removed whole.
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        #: Upstream addresses (URL, host:port) shown as the upstream's display
+        #: name: a client learns which upstream failed, not where it lives.
+        self.names = sorted((names or {}).items(), key=lambda kv: len(kv[0]), reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
+        for address, name in self.names:
+            if address in text:
+                text = text.replace(address, name)
         return text
 
 
@@ -140,6 +147,14 @@ def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
         return GatewayError(504, f"{where}{message}", code=exc.code or "timeout")
     if isinstance(exc, ProtocolError):
         return GatewayError(502, f"{where}{message}", code=exc.code or "upstream_protocol_error")
+    if isinstance(exc, ProviderError) and exc.code == CONNECTION_FAILED:
+        # A connection-level failure: the library's text names the socket
+        # address; the client learns which upstream failed, the log the rest.
+        return GatewayError(
+            502,
+            f"{where}the upstream could not be reached or dropped the connection",
+            code="upstream_unavailable",
+        )
     if isinstance(exc, ProviderError):
         status_note = f" (HTTP {exc.status})" if exc.status is not None else ""
         return GatewayError(

@@ -30,6 +30,15 @@ def _chat_request(max_messages: int) -> dict[str, Any]:
             "An OpenAI chat completion request. The fields below are checked by the gateway; "
             "any other field is passed on to the backend untouched."
         ),
+        # The signed protocol: d, t and s come together, and the signature covers
+        # text (every message's content text here; the gateway itself needs the last).
+        "dependentRequired": {"d": ["t", "s"], "t": ["d", "s"], "s": ["d", "t"]},
+        "if": {"required": ["t"]},
+        "then": {
+            "properties": {
+                "messages": {"items": {"properties": {"content": {"type": ["string", "null"]}}}}
+            }
+        },
         "properties": {
             "model": {
                 "type": "string",
@@ -45,7 +54,7 @@ def _chat_request(max_messages: int) -> dict[str, Any]:
             "stream": {"type": "boolean", "default": False},
             "stream_options": {
                 "type": ["object", "null"],
-                "properties": {"include_usage": {"type": "boolean"}},
+                "properties": {"include_usage": {"type": ["boolean", "null"]}},
                 "additionalProperties": True,
             },
             "max_tokens": {"type": ["integer", "null"], "minimum": 1},
@@ -59,20 +68,25 @@ def _chat_request(max_messages: int) -> dict[str, Any]:
                     {"type": "null"},
                 ]
             },
-            "seed": {"type": ["integer", "null"]},
-            "user": {"type": "string"},
-            "tools": {"type": "array", "items": {"type": "object"}},
-            "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}]},
-            "response_format": {"type": "object"},
+            "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+            # Not checked here: passed on, and the backend says what it accepts.
+            "seed": _passed_on("An integer for reproducible sampling."),
+            "user": _passed_on("An id of the end user."),
+            "tools": _passed_on("Function tools the model may call (an array)."),
+            "tool_choice": _passed_on('"none", "auto", "required" or a named tool.'),
+            "response_format": _passed_on('E.g. {"type": "json_object"}.'),
             "d": {
                 "type": "string",
+                "format": "date",
                 "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                "description": "Signed protocol: the client's date. With t and s, the body is "
-                "verified (ails-protocol); the three fields are removed before routing.",
+                "description": "Signed protocol: the client's date. A body with any of d, t, s "
+                "is verified (ails-protocol) and needs all three and text content in its "
+                "messages; the three fields are removed before routing.",
             },
             "t": {
                 "type": "string",
-                "pattern": "^[0-9]+[13579]$",
+                "pattern": "^[0-9]*[13579]$",
+                "maxLength": 20,
                 "description": "Signed protocol: Unix milliseconds, last digit made odd.",
             },
             "s": {
@@ -84,11 +98,28 @@ def _chat_request(max_messages: int) -> dict[str, Any]:
     }
 
 
+def _passed_on(description: str) -> dict[str, Any]:
+    return {"description": f"{description} Passed on untouched; the backend validates it."}
+
+
 def openapi_document(
-    *, version: str, max_messages: int = 2048, max_body_bytes: int = 4 * 1024 * 1024
+    *,
+    version: str,
+    max_messages: int = 2048,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    keyed: bool = False,
+    allow_signed: bool = False,
 ) -> dict[str, Any]:
-    """The document, with this gateway's limits filled in."""
+    """The document, with this gateway's limits and authentication filled in:
+    ``keyed`` when API keys are configured, ``allow_signed`` when a signed body
+    needs no key."""
+    # Every answer may be one of these refusals (server/security.py).
+    guards = {
+        "421": _error("The Host header names a host this gateway does not answer to."),
+    }
+    key: list[dict[str, list[str]]] = [{"bearerAuth": []}] if keyed else [{}]
     chat_errors = {
+        **guards,
         "400": _error(
             "Invalid JSON, a wrong type, a missing field, too many messages, "
             "or a malformed signed body."
@@ -139,12 +170,13 @@ def openapi_document(
         "servers": [{"url": "/"}],
         # Open when the gateway has no API key configured; otherwise a bearer key,
         # or (for chat completions, when allowed) a signed body.
-        "security": [{}, {"bearerAuth": []}],
+        "security": key,
         "paths": {
             "/v1/chat/completions": {
                 "post": {
                     "operationId": "createChatCompletion",
                     "summary": "Create a chat completion (streamed when stream is true)",
+                    "security": [{}, *key] if allow_signed else key,
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": _ref("ChatCompletionRequest")}},
@@ -161,10 +193,21 @@ def openapi_document(
                             "content": {
                                 "application/json": {"schema": _ref("ChatCompletion")},
                                 "text/event-stream": {
+                                    # Before OpenAPI 3.2 (itemSchema), the schema of an
+                                    # event stream describes one event.
                                     "schema": {
-                                        "type": "string",
-                                        "description": "Server-sent events; each data line "
-                                        "holds one ChatCompletionChunk (see components).",
+                                        "type": "object",
+                                        "required": ["data"],
+                                        "properties": {
+                                            "data": {
+                                                "type": "string",
+                                                "description": "One line of JSON: a "
+                                                "ChatCompletionChunk (see components) or, "
+                                                "after a failure, an Error; the last event "
+                                                "is [DONE].",
+                                            },
+                                            "event": {"const": "message"},
+                                        },
                                     }
                                 },
                             },
@@ -183,6 +226,7 @@ def openapi_document(
                             "content": {"application/json": {"schema": _ref("ModelList")}},
                         },
                         "401": _error("Missing or wrong API key."),
+                        **guards,
                     },
                 }
             },
@@ -203,7 +247,8 @@ def openapi_document(
                                     }
                                 }
                             },
-                        }
+                        },
+                        **guards,
                     },
                 }
             },
@@ -216,7 +261,8 @@ def openapi_document(
                         "200": {
                             "description": "The OpenAPI 3.1 document.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
+                        },
+                        **guards,
                     },
                 }
             },
@@ -237,17 +283,17 @@ def openapi_document(
                     "required": ["role"],
                     "additionalProperties": True,
                     "properties": {
-                        "role": {"type": "string"},
+                        "role": {"type": "string", "minLength": 1},
                         "content": {
                             "oneOf": [
                                 {"type": "string"},
-                                {"type": "array", "items": {"type": "object"}},
+                                {"type": "array", "description": "Content parts, passed on."},
                                 {"type": "null"},
                             ]
                         },
-                        "name": {"type": "string"},
-                        "tool_calls": {"type": "array", "items": {"type": "object"}},
-                        "tool_call_id": {"type": "string"},
+                        "name": _passed_on("The author's name."),
+                        "tool_calls": _passed_on("Tool calls of an assistant message."),
+                        "tool_call_id": _passed_on("The call a tool message answers."),
                     },
                 },
                 "ChatCompletion": {

@@ -56,6 +56,10 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
     value = body.get(name)
     if value is None:
         return
+    if isinstance(value, float) and value.is_integer():
+        # JSON Schema's "integer" is any number without a fraction: 1e3 and
+        # 1000.0 are 1000. Passed on as the integer, which every backend takes.
+        value = body[name] = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad_type(name, "an integer", value)
     if value < 1:
@@ -115,6 +119,13 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
                     400,
                     f"Missing required parameter: 'messages[{i}].role'.",
                     code="missing_required_parameter",
+                    param=f"messages[{i}].role",
+                )
+            if role == "":
+                raise GatewayError(
+                    400,
+                    f"'messages[{i}].role' must not be empty.",
+                    code="invalid_value",
                     param=f"messages[{i}].role",
                 )
             raise _bad_type(f"messages[{i}].role", "a string", role)
