@@ -102,6 +102,14 @@ def _passed_on(description: str) -> dict[str, Any]:
     return {"description": f"{description} Passed on untouched; the backend validates it."}
 
 
+#: OpenAI's rate-limit headers, sent for keys that have limits (server/ratelimit.py).
+_RATE_HEADERS: dict[str, Any] = {
+    f"x-ratelimit-{what}-{unit}": {"schema": {"type": "string"}}
+    for what in ("limit", "remaining", "reset")
+    for unit in ("requests", "tokens")
+}
+
+
 def openapi_document(
     *,
     version: str,
@@ -133,16 +141,23 @@ def openapi_document(
         "413": _error(f"The body is larger than {max_body_bytes} bytes."),
         "415": _error("The body is not application/json."),
         "429": {
-            **_error("A quota is spent, or the upstream is rate limited."),
+            **_error(
+                "A quota or the key's rate limit is spent (code rate_limit_exceeded), "
+                "or the upstream is rate limited."
+            ),
             "headers": {
                 "retry-after": {
                     "schema": {"type": "integer"},
                     "description": "Seconds to wait before trying again.",
-                }
+                },
+                **_RATE_HEADERS,
             },
         },
         "502": _error("The upstream failed, was unreachable, or refused the gateway's key."),
-        "503": _error("The embedded model cannot be loaded."),
+        "503": _error(
+            "The embedded model cannot be loaded, or the shared state (Redis) is "
+            "unreachable and the gateway fails closed (code state_unavailable)."
+        ),
         "504": _error("The upstream did not answer in time."),
     }
     common_headers = {
