@@ -37,6 +37,7 @@ import msgspec
 
 from ails.errors import ConfigError
 from ails.server.auth import bearer_token
+from ails.server.config_file import read_lines
 from ails.server.errors import GatewayError
 from ails.server.limits import Count, Counter, StateStore
 from ails.types import Chunk, Usage
@@ -68,8 +69,6 @@ class KeyLimit:
 
 def key_tables(tables: Any, environ: Mapping[str, str]) -> list[KeySettings]:
     """``[keys.NAME]`` tables: ``key``, ``key_env`` or ``key_file``, ``rpm``, ``tpm``."""
-    from ails.server.config import read_lines  # config imports this module
-
     if not isinstance(tables, dict):
         raise ConfigError("config [keys] must hold one table per key: [keys.NAME] key = ...")
     out = []
