@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ails import config, keys, store
+from ails import config, keys, store, store_migrations
 from ails.cli._exchange import parse_options
 from ails.errors import ConfigError
 from ails.store import Exchange, NoSuchConversation, Store
@@ -28,7 +28,7 @@ def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
     with Store(path) as s:
         s.log(ex("hello", "world"))
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == len(store.MIGRATIONS)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(store_migrations.MIGRATIONS)
     db.close()
     with Store(path) as s:  # opening again applies nothing and loses nothing
         assert [e.prompt for e in s.responses()] == ["hello"]
@@ -38,7 +38,7 @@ def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
 def test_an_old_database_is_migrated_and_indexed(tmp_path: Path) -> None:
     path = tmp_path / "logs.db"
     db = sqlite3.connect(path, isolation_level=None)
-    store._m001_initial(db)
+    store_migrations._m001_initial(db)
     db.execute("PRAGMA user_version = 1")
     db.execute("INSERT INTO conversations VALUES ('c1', 'n', 'openai/x', '2026-01-01T00:00:00')")
     db.execute(
@@ -53,7 +53,7 @@ def test_an_old_database_is_migrated_and_indexed(tmp_path: Path) -> None:
 def test_search_without_fts5_falls_back_to_like(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "fts5_available", lambda db: False)
+    monkeypatch.setattr(store_migrations, "fts5_available", lambda db: False)
     with Store(tmp_path / "logs.db") as s:
         s.log(ex("first", "an apple a day"))
         s.log(ex("second", "100% pear_juice"))
