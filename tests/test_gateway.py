@@ -194,13 +194,28 @@ def test_models_list_names_backends_not_urls(gw: Gateway, up: Upstream) -> None:
     assert status == 200 and str(up.port).encode() not in body and b"127.0.0.1" not in body
 
 
+def test_one_model_is_retrieved_by_name(gw: Gateway) -> None:
+    model = sdk(gw).models.retrieve("test-model")
+    assert (model.id, model.owned_by, model.object) == ("test-model", "upstream0", "model")
+    with pytest.raises(openai.NotFoundError) as info:
+        sdk(gw).models.retrieve("no-such-model")
+    assert info.value.status_code == 404
+    assert "no-such-model" in info.value.message
+
+
 def test_health_and_openapi(gw: Gateway) -> None:
     status, headers, body = raw_request(gw, "GET", "/health")
     assert status == 200 and json.loads(body) == {"status": "ok"} and headers["x-request-id"]
     status, _, body = raw_request(gw, "GET", "/openapi.json")
     doc = json.loads(body)
     assert status == 200 and doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/v1/chat/completions", "/v1/models", "/health", "/openapi.json"}
+    assert set(doc["paths"]) == {
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/health",
+        "/openapi.json",
+    }
     assert set(doc["paths"]["/v1/chat/completions"]) == {"post"}
     schema = doc["components"]["schemas"]["ChatCompletionRequest"]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -302,6 +302,17 @@ class Gateway:
         self.auth.require_key(request)
         return web.Response(body=self.router.models_body, content_type=JSON_TYPE)
 
+    async def model(self, request: web.Request) -> web.StreamResponse:
+        self.auth.require_key(request)
+        name = request.match_info["model"]
+        owner = self.router.owner(name)
+        if owner is None:
+            raise GatewayError(
+                404, f"The model {name!r} is not served here.", code="model_not_found"
+            )
+        body = {"id": name, "object": "model", "created": 0, "owned_by": owner}
+        return web.Response(body=_encode(body), content_type=JSON_TYPE)
+
     async def health(self, request: web.Request) -> web.StreamResponse:
         redis = await self.auth.store.health()  # None without Redis; else cached, cheap
         if redis is None:
@@ -404,6 +415,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[_middleware])
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_get("/v1/models", gateway.models)
+    app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
     app.router.add_get("/health", gateway.health)
     app.router.add_get("/openapi.json", gateway.openapi)
     if ui:

@@ -245,6 +245,29 @@ def openapi_document(
                     },
                 }
             },
+            "/v1/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "summary": "One model this gateway serves (names may contain '/')",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The model.",
+                            "content": {"application/json": {"schema": _ref("Model")}},
+                        },
+                        "401": _error("Missing or wrong API key."),
+                        "404": _error("No backend serves this model."),
+                        **guards,
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -369,28 +392,26 @@ def openapi_document(
                         "total_tokens": {"type": "integer"},
                     },
                 },
+                "Model": {
+                    "type": "object",
+                    "required": ["id", "object", "owned_by"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "model"},
+                        "created": {"type": "integer"},
+                        "owned_by": {
+                            "type": "string",
+                            "description": "The backend's display name "
+                            "(upstream0, local, ...), never its URL.",
+                        },
+                    },
+                },
                 "ModelList": {
                     "type": "object",
                     "required": ["object", "data"],
                     "properties": {
                         "object": {"const": "list"},
-                        "data": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "object", "owned_by"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "object": {"const": "model"},
-                                    "created": {"type": "integer"},
-                                    "owned_by": {
-                                        "type": "string",
-                                        "description": "The backend's display name "
-                                        "(upstream0, local, ...), never its URL.",
-                                    },
-                                },
-                            },
-                        },
+                        "data": {"type": "array", "items": _ref("Model")},
                     },
                 },
                 "Error": {
