@@ -132,6 +132,16 @@ def test_json_stream_is_json_lines(env: dict[str, str]) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+def test_streamed_openai_answers_log_their_token_usage(env: dict[str, str], up: Upstream) -> None:
+    result = run(env, "-m", "openai/chunks:3", "count for me")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "tok0 tok1 tok2 \n"  # the usage chunk prints nothing
+    assert up.requests[-1].body["stream_options"] == {"include_usage": True}
+    logged = json.loads(run(env, "logs", "--json").stdout)
+    usage = logged[0]["usage"]
+    assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0
+
+
 def test_json_no_stream_is_a_completion(env: dict[str, str]) -> None:
     result = run(env, "-m", "openai/chunks:2", "--json", "--no-stream", "hi")
     assert result.returncode == 0, result.stderr

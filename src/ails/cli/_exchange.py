@@ -251,6 +251,10 @@ def ask(
     so generation stops too. Errors (``AilsError``) propagate.
     """
     out = out if out is not None else sys.stdout
+    if stream and not as_json and model.startswith("openai/") and "stream_options" not in params:
+        # OpenAI sends a stream's token usage only when asked; the log wants it.
+        # (With --json the caller sees exactly the chunks it asked for.)
+        params = {**params, "stream_options": {"include_usage": True}}
     answer = Answer()
     parts: list[str] = []
     started = time.monotonic()
