@@ -15,7 +15,6 @@ import gc
 import json
 import re
 import socket
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -32,6 +31,7 @@ import ails
 from ails.errors import AilsError, ProviderError
 from fault_matrix import FAULTS, HELLO, IDLE_S, REFUSED, RETRY_DATE, TOTAL_S, Fault
 from gateway_proc import Gateway
+from ready_proc import ready_server
 from upstream import Upstream
 
 HERE = Path(__file__).resolve().parent
@@ -73,24 +73,8 @@ def ids(rows: list[Fault]) -> list[str]:
 def upstream_url() -> Iterator[str]:
     models = [scenario(f) for f in FAULTS if f.scenario != REFUSED] + ["test-model"]
     args = [a for m in models for a in ("--model", m)]
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "upstream.py"), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with ready_server([sys.executable, str(HERE / "upstream.py"), "--port", "0", *args]) as url:
+        yield url
 
 
 def closed_port() -> int:

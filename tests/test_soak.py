@@ -39,6 +39,7 @@ import aiohttp
 import pytest
 
 from gateway_proc import Gateway
+from ready_proc import ready_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -62,25 +63,9 @@ def mock_url() -> Iterator[str]:
     # Its stderr is dropped: it prints a traceback for every stream the gateway
     # closes early, which is what a fifth of the streams do here.
     mock = ROOT / "bench" / "mock_upstream.py"
-    proc = subprocess.Popen(
-        [sys.executable, str(mock), "--port", "0", "--models", f"x,{MODEL}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    cmd = [sys.executable, str(mock), "--port", "0", "--models", f"x,{MODEL}"]
+    with ready_server(cmd, stderr=subprocess.DEVNULL) as url:
+        yield url
 
 
 @dataclass
