@@ -94,6 +94,7 @@ def test_ctrl_c_stops_an_answer_and_the_session_goes_on(env: dict[str, str], up:
     assert second[2] == {"role": "user", "content": "and now?"}
     # Ctrl-C at the prompt clears the line and keeps the session too.
     child.send("half typed")
+    child.expect("half typed")  # echoed: the prompt is reading, as a user would see
     child.sendintr()
     child.expect("> ")
     child.sendline("/exit")
