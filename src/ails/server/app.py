@@ -1,4 +1,4 @@
-"""The gateway's aiohttp application: the four endpoints and the streaming path.
+"""The gateway's aiohttp application: the endpoints and the streaming path.
 
 A chat request goes: content type and size -> JSON -> key (before anything
 else, as OpenAI does) -> validation of the fields the gateway itself needs ->
@@ -17,17 +17,12 @@ the stream correctly too.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from ails._version import __version__
 from ails.errors import AilsError
@@ -39,11 +34,11 @@ from ails.server.errors import (
     JSON_TYPE,
     GatewayError,
     Redactor,
-    error_response,
     from_ails_error,
     stream_error_event,
 )
 from ails.server.framing import frame_chunks, frame_raw
+from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
 from ails.server.routing import GatewayRouter
@@ -55,13 +50,9 @@ from ails.sse import DONE
 from ails.types import ChatRequest
 
 log = logging.getLogger("ails.server")
-access_log = logging.getLogger("ails.access")
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
-_RID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_RID_PREFIX = secrets.token_hex(10)
-_rid_counter = itertools.count(1)
 _REQUEST_FIELDS = frozenset(ChatRequest.__struct_fields__) - {"extra"}
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -69,7 +60,6 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
 }
 _HEALTH = b'{"status":"ok"}'
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gateway:
@@ -343,76 +333,10 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-# -- the application ----------------------------------------------------------------
-
-
-def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
-    """aiohttp's own refusals (no route, wrong method, too large) as OpenAI errors."""
-    if exc.status == 404:
-        return GatewayError(
-            404, f"Unknown path: {request.method} {request.path}", code="unknown_url"
-        )
-    if exc.status == 405:
-        allow = exc.headers.get("Allow", "")
-        return GatewayError(
-            405,
-            f"{request.method} is not allowed on {request.path} (allowed: {allow})",
-            code="method_not_allowed",
-            headers={"Allow": allow} if allow else None,
-        )
-    if exc.status == 413:
-        return GatewayError(413, "the request body is too large", code="body_too_large")
-    return GatewayError(exc.status, exc.reason or "request refused")
-
-
-@web.middleware
-async def _middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id")
-    if rid is None or _RID_RE.fullmatch(rid) is None:
-        # Unique, not secret: a random per-process prefix and a counter cost
-        # far less than uuid4 (a system call for 16 random bytes) per request.
-        rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
-    request["rid"] = rid
-    try:
-        resp = await handler(request)
-    except GatewayError as err:
-        return error_response(err, request_id=rid)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(_http_error(exc, request), request_id=rid)
-    except Exception:
-        # Never a traceback to the client: the log has it, under the request id.
-        log.exception("request %s: unexpected error", rid)
-        return error_response(
-            GatewayError(500, f"internal error (request id {rid})", code="internal_error"),
-            request_id=rid,
-        )
-    if not resp.prepared:
-        resp.headers["x-request-id"] = rid
-    return resp
-
-
-class AccessLogger(AbstractAccessLogger):
-    """One line per request: client, method, path, status, duration, request id.
-    Never a header or the body (keys live there)."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s %d %.1fms rid=%s",
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            time * 1000,
-            request.get("rid", "-"),
-        )
-
-
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
-    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[_middleware])
+    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[request_middleware])
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'

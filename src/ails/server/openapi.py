@@ -10,97 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-_REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
-
-
-def _chat_request(max_messages: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["model", "messages"],
-        "additionalProperties": True,
-        "description": (
-            "An OpenAI chat completion request. The fields below are checked by the gateway; "
-            "any other field is passed on to the backend untouched."
-        ),
-        # The signed protocol: d, t and s come together, and the signature covers
-        # text (every message's content text here; the gateway itself needs the last).
-        "dependentRequired": {"d": ["t", "s"], "t": ["d", "s"], "s": ["d", "t"]},
-        "if": {"required": ["t"]},
-        "then": {
-            "properties": {
-                "messages": {"items": {"properties": {"content": {"type": ["string", "null"]}}}}
-            }
-        },
-        "properties": {
-            "model": {
-                "type": "string",
-                "minLength": 1,
-                "description": "A model name listed by GET /v1/models (an alias included).",
-            },
-            "messages": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_messages,
-                "items": _ref("Message"),
-            },
-            "stream": {"type": "boolean", "default": False},
-            "stream_options": {
-                "type": ["object", "null"],
-                "properties": {"include_usage": {"type": ["boolean", "null"]}},
-                "additionalProperties": True,
-            },
-            "max_tokens": {"type": ["integer", "null"], "minimum": 1},
-            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
-            "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-            "n": {"type": ["integer", "null"], "minimum": 1},
-            "stop": {
-                "oneOf": [
-                    {"type": "string"},
-                    {"type": "array", "items": {"type": "string"}},
-                    {"type": "null"},
-                ]
-            },
-            "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
-            # Not checked here: passed on, and the backend says what it accepts.
-            "seed": _passed_on("An integer for reproducible sampling."),
-            "user": _passed_on("An id of the end user."),
-            "tools": _passed_on("Function tools the model may call (an array)."),
-            "tool_choice": _passed_on('"none", "auto", "required" or a named tool.'),
-            "response_format": _passed_on('E.g. {"type": "json_object"}.'),
-            "d": {
-                "type": "string",
-                "format": "date",
-                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                "description": "Signed protocol: the client's date. A body with any of d, t, s "
-                "is verified (ails-protocol) and needs all three and text content in its "
-                "messages; the three fields are removed before routing.",
-            },
-            "t": {
-                "type": "string",
-                "pattern": "^[0-9]*[13579]$",
-                "maxLength": 20,
-                "description": "Signed protocol: Unix milliseconds, last digit made odd.",
-            },
-            "s": {
-                "type": "string",
-                "pattern": "^[0-9a-f]{64}$",
-                "description": 'Signed protocol: sha256_hex("{t}:{m}:{K}:{len(m)}").',
-            },
-        },
-    }
-
-
-def _passed_on(description: str) -> dict[str, Any]:
-    return {"description": f"{description} Passed on untouched; the backend validates it."}
-
+from ails.server.openapi_request import chat_request_schema as _chat_request
+from ails.server.openapi_request import error_response_schema as _error
+from ails.server.openapi_request import passed_on as _passed_on
+from ails.server.openapi_request import ref as _ref
 
 #: OpenAI's rate-limit headers, sent for keys that have limits (server/ratelimit.py).
 _RATE_HEADERS: dict[str, Any] = {
