@@ -7,7 +7,6 @@ of the last message, ``openai/slow:N:MS`` streams N chunks MS ms apart.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import select
@@ -462,9 +461,6 @@ def test_cli_import_is_lean() -> None:
 
 
 @pytest.mark.local
-@pytest.mark.skipif(
-    importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'ails[local]'"
-)
 def test_the_default_model_answers(tmp_path: Path) -> None:
     """The one test of the real embedded model: no -m, no server, no key."""
     env = clean_env(tmp_path / "home", None)

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from cli_helpers import AILS, clean_env, run
 from upstream import Upstream
-
-pexpect = pytest.importorskip("pexpect")
 
 
 @pytest.fixture

@@ -286,7 +286,6 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
 async def test_gateway_files_and_memory_return_to_baseline(gateway: Gateway) -> None:
     """The gateway's open files (sockets included) and RSS after rounds of every
     fault equal those after a warm-up round (RSS within 10 %: Python keeps freed

@@ -30,11 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import schemathesis  # noqa: F401 - fail at once when the test extra is missing
 
 from gateway_proc import Gateway
 from upstream import Upstream
-
-pytest.importorskip("schemathesis", reason="pip install schemathesis (the test extra)")
 
 HERE = Path(__file__).resolve().parent
 KEY = "fuzz-client-key-7f3a"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import requests  # noqa: F401 - the seed client (a subprocess) needs it
 
 from gateway_proc import Gateway
 
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.local
 
 SEED_CLIENT = Path(__file__).resolve().parent / "seed_client.py"
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
-
-pytest.importorskip("requests", reason="the seed's client needs requests")
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,6 @@ UPSTREAM_KEY = "upstream-secret-123"
 CLIENT_KEY = "client-key-1"
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 
-requests = pytest.importorskip("requests", reason="the seed's client needs requests")
-
 
 @pytest.fixture(scope="module")
 def up() -> Iterator[Upstream]:

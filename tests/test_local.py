@@ -26,9 +26,6 @@ from ails.types import Chunk, Usage
 
 pytestmark = [
     pytest.mark.local,
-    pytest.mark.skipif(
-        importlib.util.find_spec("xllamacpp") is None, reason="needs pip install 'ails[local]'"
-    ),
 ]
 
 HAIKU = [{"role": "user", "content": "Write a haiku about the sea."}]

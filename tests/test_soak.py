@@ -180,7 +180,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
 async def test_soak(mock_url: str, tmp_path: Path) -> None:
     args = ["--upstream", mock_url, "--no-access-log", "--no-ui", "--max-retries", "0"]
     with Gateway(args) as g:

@@ -1,13 +1,8 @@
 """Run the real ``ails serve`` with the chat page, in a subprocess, for browser tests.
 
 ``GatewayProcess(args).start()`` runs ``ails serve --port P ARGS...`` on a free
-port of 127.0.0.1 and returns once ``/health`` answers. When the CLI already
-mounts the page (it has ``--no-ui``), that command runs as it is. Otherwise this
-file runs as the subprocess: it wraps the gateway's ``build_app`` so the app it
-builds also gets :func:`ails.server.ui.add_ui_routes`, then runs the CLI. Either
-way the tests drive the real CLI, the real gateway and the real page.
-
-As a script: ``python tests/ui_gateway.py [ails serve options...]``.
+port of 127.0.0.1 and returns once ``/health`` answers: the tests drive the
+real CLI, the real gateway and the real page.
 """
 
 from __future__ import annotations
@@ -25,17 +20,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["GatewayProcess", "cli_mounts_ui", "free_port"]
+__all__ = ["GatewayProcess", "free_port"]
 
 _HERE = Path(__file__).resolve()
 _SRC = _HERE.parents[1] / "src"
-
-
-def cli_mounts_ui() -> bool:
-    """Whether ``ails serve`` mounts the page itself (it then has ``--no-ui``)."""
-    from ails.cli.serve import serve_cmd
-
-    return any(p.name == "no_ui" for p in serve_cmd.params)
 
 
 def free_port() -> int:
@@ -68,11 +56,8 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         self.port = free_port()
         serve_args = ["--host", "127.0.0.1", "--port", str(self.port), *self.args]
-        if cli_mounts_ui():
-            code = "import sys; from ails.cli import main; sys.argv[0] = 'ails'; main()"
-            cmd = [sys.executable, "-c", code, "serve", *serve_args]
-        else:
-            cmd = [sys.executable, str(_HERE), *serve_args]
+        code = "import sys; from ails.cli import main; sys.argv[0] = 'ails'; main()"
+        cmd = [sys.executable, "-c", code, "serve", *serve_args]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), env.get("PYTHONPATH")]))
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
@@ -117,24 +102,3 @@ class GatewayProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _main() -> None:
-    """The CLI, with the page added to the app the gateway builds."""
-    import ails.server
-    from ails.cli.serve import serve_cmd
-    from ails.server.ui import add_ui_routes
-
-    build_app = ails.server.build_app
-
-    def build_app_with_ui(gateway: Any) -> Any:
-        app = build_app(gateway)
-        add_ui_routes(app)
-        return app
-
-    ails.server.build_app = build_app_with_ui
-    serve_cmd.main(args=sys.argv[1:], prog_name="ails serve")
-
-
-if __name__ == "__main__":
-    _main()
