@@ -107,14 +107,18 @@ class Gateway:
         self.stop()
 
 
-def run_serve(args: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``ails serve ARGS`` to completion (for commands expected to refuse)."""
+def run_serve(
+    args: Sequence[str], *, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``ails serve ARGS`` to completion (for commands expected to refuse),
+    with ``env`` added to the environment."""
     return subprocess.run(
         [sys.executable, "-c", _START, "serve", *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -314,7 +314,9 @@ def test_config_file_typos_are_errors(tmp_path: Path) -> None:
 
 
 def test_public_bind_is_allowed_with_a_key_or_explicitly() -> None:
-    assert build_config(cli={"host": "0.0.0.0", "api_key": ["k"]}, environ={}).api_keys == ["k"]
+    long_key = "k" * 16
+    cfg = build_config(cli={"host": "0.0.0.0", "api_key": [long_key]}, environ={})
+    assert cfg.api_keys == [long_key]
     assert build_config(cli={"host": "0.0.0.0", "insecure_public": True}, environ={})
     assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")

@@ -20,6 +20,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -470,7 +471,7 @@ def test_no_public_bind_without_a_key(host: str) -> None:
     upstream = {"upstream": ["http://127.0.0.1:9/v1"], "host": host}
     with pytest.raises(ConfigError, match="refusing to serve"):
         build_config(cli=upstream, environ={})
-    assert build_config(cli={**upstream, "api_key": ["k"]}, environ={}).host == host
+    assert build_config(cli={**upstream, "api_key": ["k" * 16]}, environ={}).host == host
     assert build_config(cli={**upstream, "insecure_public": True}, environ={}).host == host
     assert build_config(cli={**upstream, "host": "127.0.0.2"}, environ={})
 
@@ -479,6 +480,54 @@ def test_the_command_refuses_a_public_bind_without_a_key() -> None:
     # Refused before binding anything: nothing listens beyond loopback in this test.
     done = run_serve(["--host", "0.0.0.0", "--upstream", "http://127.0.0.1:9/v1"])
     assert done.returncode == 2 and "--insecure-public" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "source"),
+    [
+        (["--api-key", ""], {}, "--api-key"),
+        (["--api-key", "short-key"], {}, "--api-key"),
+        (["--api-key", "a key with spaces in it"], {}, "--api-key"),
+        ([], {"AILS_API_KEYS": "long-enough-key-123,,"}, "AILS_API_KEYS (entry 2)"),
+        (["--api-key", "long-enough-key-123", "--api-key", "\u00e9" * 20], {}, "--api-key"),
+    ],
+)
+def test_a_key_that_cannot_work_stops_a_public_start(
+    args: list[str], env: dict[str, str], source: str
+) -> None:
+    # `--api-key "$KEY"` with KEY unset used to start with authentication off.
+    done = run_serve(["--host", "0.0.0.0", "--upstream", "http://127.0.0.1:9/v1", *args], env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"the key from {source}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_keys_are_checked_wherever_they_come_from(tmp_path: Path) -> None:
+    up = {"upstream": ["http://127.0.0.1:9/v1"]}
+    (tmp_path / "keys").write_text("good-key\nbad key\n")
+    (tmp_path / "c.toml").write_text('api_keys = [""]\n')
+    (tmp_path / "named.toml").write_text('[keys.team]\nkey = "tab\\tkey"\n')
+    (tmp_path / "up.toml").write_text('[[upstreams]]\nurl = "http://127.0.0.1:9/v1"\nkey = ""\n')
+    cases: list[tuple[dict[str, Any], str | None, str]] = [
+        ({**up, "api_key_file": str(tmp_path / "keys")}, None, "--api-key-file"),
+        (up, str(tmp_path / "c.toml"), "config api_keys"),
+        (up, str(tmp_path / "named.toml"), "config [keys.team]"),
+        ({}, str(tmp_path / "up.toml"), "config upstream #1"),
+        ({**up, "upstream_key": [""]}, None, "--upstream-key"),
+    ]
+    for cli, file, source in cases:
+        with pytest.raises(ConfigError, match=re.escape(f"the key from {source}")):
+            build_config(cli=cli, file=file, environ={})
+    # On loopback a short key is fine; beyond it, 16 characters are needed.
+    assert build_config(cli={**up, "api_key": ["short"]}, environ={}).api_keys == ["short"]
+    public = {**up, "host": "0.0.0.0"}
+    with pytest.raises(ConfigError, match="at least 16"):
+        build_config(cli={**public, "api_key": ["short"]}, environ={})
+    with pytest.raises(ConfigError, match="at least 16"):
+        build_config(cli=public, environ={"AILS_API_KEYS": "short"})
+    assert build_config(cli={**public, "api_key": ["x" * 16]}, environ={}).api_keys == ["x" * 16]
+    # An unset or blank AILS_API_KEYS is no key at all, which the bind guard refuses.
+    with pytest.raises(ConfigError, match="refusing to serve"):
+        build_config(cli=public, environ={"AILS_API_KEYS": " "})
 
 
 # -- the embedded runtime's listener ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from yarl import URL
 
 from ails.errors import ConfigError
 from ails.server.config_file import SCALARS, check_file, load_file, read_lines
+from ails.server.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key
 from ails.server.limits import Quota, parse_quota
 from ails.server.policy import POLICIES
 from ails.server.ratelimit import KeySettings, key_tables
@@ -159,6 +160,8 @@ def _file_upstreams(items: Any, environ: Mapping[str, str]) -> list[UpstreamSett
             key = lines[0] if lines else None
         if isinstance(item.get("key_env"), str):
             key = environ.get(item["key_env"]) or key
+        if key is not None:
+            key = check_key(str(key), f"config upstream #{i + 1}")
         out.append(UpstreamSettings(url=item["url"], key=key, name=str(item.get("name") or "")))
     return out
 
@@ -207,28 +210,30 @@ def build_config(
     else:
         cfg.upstreams = _file_upstreams(data.get("upstreams", []), env)
         if isinstance(data.get("upstream_key_file"), str):
-            _assign_keys(cfg.upstreams, read_lines(data["upstream_key_file"], "upstream key"))
-    cli_keys = list(cli.get("upstream_key") or [])
+            path = data["upstream_key_file"]
+            _assign_keys(
+                cfg.upstreams,
+                [
+                    check_key(k, f"config upstream_key_file {path}")
+                    for k in read_lines(path, "upstream key")
+                ],
+            )
+    cli_keys = [check_key(k, "--upstream-key") for k in cli.get("upstream_key") or []]
     if cli.get("upstream_key_file"):
-        cli_keys += read_lines(cli["upstream_key_file"], "upstream key")
+        path = cli["upstream_key_file"]
+        cli_keys += [
+            check_key(k, f"--upstream-key-file {path}") for k in read_lines(path, "upstream key")
+        ]
     _assign_keys(cfg.upstreams, cli_keys)
     for u in cfg.upstreams:
         if u.key is None and env.get(ENV_UPSTREAM_KEY):
             u.key = env[ENV_UPSTREAM_KEY]
 
-    # Client keys: command line > AILS_API_KEYS > file.
-    keys = list(cli.get("api_key") or [])
-    if cli.get("api_key_file"):
-        keys += read_lines(cli["api_key_file"], "API key")
-    if not keys and env.get(ENV_API_KEYS):
-        keys = [k.strip() for k in env[ENV_API_KEYS].split(",") if k.strip()]
-    if not keys:
-        keys = list(data.get("api_keys", []))
-        if data.get("api_key_file"):
-            keys += read_lines(data["api_key_file"], "API key")
+    # Client keys: command line > AILS_API_KEYS > file; each with where it came from.
+    keys = _client_keys(cli, data, env)
     # Named keys with their own limits ([keys.NAME]) are always accepted too.
     cfg.keys = key_tables(data.get("keys", {}), env)
-    cfg.api_keys = keys + [k.key for k in cfg.keys if k.key not in keys]
+    keys += [(k.key, f"config [keys.{k.name}]") for k in cfg.keys]
     cfg.redis = cli.get("redis") or env.get(ENV_REDIS_URL) or cfg.redis
 
     if cli.get("alias"):
@@ -265,8 +270,32 @@ def build_config(
         cfg.ui = False
     quota = cli.get("signed_quota") or data.get("signed_quota")
     cfg.signed_quota = parse_quota(quota) if quota else None
+    # Checked only now that the bind address is known: beyond loopback a client
+    # key must also be long enough not to be guessed.
+    min_length = 1 if is_loopback(cfg.host) else MIN_PUBLIC_KEY_LENGTH
+    cfg.api_keys = list(dict.fromkeys(check_key(k, src, min_length=min_length) for k, src in keys))
     _finish(cfg)
     return cfg
+
+
+def _client_keys(
+    cli: Mapping[str, Any], data: Mapping[str, Any], env: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The client keys of the first source that gives any: command line,
+    then ``AILS_API_KEYS``, then the config file; each with its source's name."""
+    keys = [(k, "--api-key") for k in cli.get("api_key") or []]
+    if cli.get("api_key_file"):
+        path = cli["api_key_file"]
+        keys += [(k, f"--api-key-file {path}") for k in read_lines(path, "API key")]
+    if not keys and env.get(ENV_API_KEYS, "").strip():
+        entries = env[ENV_API_KEYS].split(",")
+        keys = [(k.strip(), f"{ENV_API_KEYS} (entry {i})") for i, k in enumerate(entries, 1)]
+    if not keys:
+        keys = [(k, "config api_keys") for k in data.get("api_keys", [])]
+        if data.get("api_key_file"):
+            path = data["api_key_file"]
+            keys += [(k, f"config api_key_file {path}") for k in read_lines(path, "API key")]
+    return keys
 
 
 def _finish(cfg: GatewayConfig) -> None:
