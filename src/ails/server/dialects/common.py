@@ -1,0 +1,69 @@
+"""What the dialects share: their event type, its SSE framing, ids, and the
+reading of tool-call arguments."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ails.server.errors import GatewayError
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+#: One event of a dialect's stream: its SSE event name and its JSON payload.
+DialectEvent = tuple[str, dict[str, Any]]
+
+
+def encode_events(events: Iterable[DialectEvent]) -> bytes:
+    """SSE frames with an ``event:`` line each (the Anthropic SDK drops frames
+    without one). Compact JSON has no line break, so one ``data:`` line holds it."""
+    return b"".join(
+        b"event: " + name.encode() + b"\ndata: " + _encode(payload) + b"\n\n"
+        for name, payload in events
+    )
+
+
+def new_id(prefix: str) -> str:
+    """``prefix`` + 24 random hex digits, like the ids the real APIs hand out."""
+    return prefix + secrets.token_hex(12)
+
+
+def load_arguments(text: str) -> Any:
+    """A tool call's JSON arguments as a value; text that is not JSON (a
+    backend's broken call) is kept as a string rather than lost."""
+    if not text:
+        return {}
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        return text
+
+
+def dump_json(value: Any) -> str:
+    return _encode(value).decode()
+
+
+def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """``body[name]``, which must be present and of ``kind``; else a 400 naming it."""
+    if name not in body:
+        raise GatewayError(400, f"{name}: field required", param=name)
+    value = body[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+        raise GatewayError(400, f"{name}: must be {what}", param=name)
+    return value
+
+
+def optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """``body.get(name)``: absent or null is None; another type is a 400."""
+    value = body.get(name)
+    if value is None:
+        return None
+    return require(body, name, kind, what)
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
