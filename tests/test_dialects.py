@@ -22,6 +22,9 @@ import openai
 import pytest
 from aiohttp import web
 
+from ails.errors import ProtocolError as AilsProtocolError
+from ails.errors import RateLimited, UpstreamUnavailable
+from ails.providers import anthropic_wire as wire
 from ails.server.dialects import encode_events
 from ails.server.dialects import messages_request as mreq
 from ails.server.dialects import messages_stream as mout
@@ -498,3 +501,90 @@ def test_responses_bad_requests_are_400s(
     with pytest.raises(openai.BadRequestError) as sdk:
         oai.post("/responses", body=body, cast_to=object)
     assert sdk.value.param == param
+
+
+# -- the anthropic provider's pure half, against the edge's translation -------------------------
+
+
+CHAT_WITH_TOOLS: list[dict[str, Any]] = [
+    {"role": "system", "content": "Be terse."},
+    {"role": "user", "content": "Weather in Paris and Oslo?"},
+    {"role": "assistant", "content": "Checking.", "tool_calls": [
+        {"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "c2", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "21 C"},
+    {"role": "tool", "tool_call_id": "c2", "content": "9 C"},
+    {"role": "user", "content": "Thanks. And tomorrow?"},
+]  # fmt: skip
+
+
+def test_a_chat_request_survives_the_trip_through_the_messages_api() -> None:
+    """Written independently, the provider's chat → Messages and the edge's
+    Messages → chat must be inverses on what both can say."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+    body = wire.messages_body(
+        "claude-x", CHAT_WITH_TOOLS, max_tokens=99, stop="END", tools=tools,
+        tool_choice="required", parallel_tool_calls=False, temperature=0.5, stream=True,
+    )  # fmt: skip
+    # Anthropic wants alternating turns: both results and the next text are one user turn.
+    assert [t["role"] for t in body["messages"]] == ["user", "assistant", "user"]
+    assert [b["type"] for b in body["messages"][2]["content"]] == [
+        "tool_result", "tool_result", "text",
+    ]  # fmt: skip
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    back = mreq.request_to_chat(body).chat
+    assert back["messages"][0] == CHAT_WITH_TOOLS[0]
+    assert back["messages"][1] == CHAT_WITH_TOOLS[1]
+    calls = back["messages"][2]["tool_calls"]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [
+        {"city": "Paris"}, {"city": "Oslo"},
+    ]  # fmt: skip
+    assert back["messages"][3:] == CHAT_WITH_TOOLS[3:]
+    assert (back["max_tokens"], back["stop"], back["temperature"]) == (99, ["END"], 0.5)
+    assert back["tool_choice"] == "required" and back["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize("script", ["text", "tools", "cut"])
+def test_anthropic_events_turn_back_into_the_same_chunks(script: str) -> None:
+    """Chunks → the edge's Messages events → the provider's chunks: the joined
+    answer is the same text, calls, finish reason and usage."""
+    stream = mout.MessageStream(model="m")
+    events = stream.start()
+    for chunk in SCRIPTS[script]:
+        events += stream.feed(chunk)
+    events += stream.finish()
+    reader = wire.EventsToChunks()
+    chunks = [c for name, data in events for c in reader.feed(name, data)]
+    reader.end()
+    want, got = completion_from_chunks(SCRIPTS[script]), completion_from_chunks(chunks)
+    assert got.choices[0].message.content == want.choices[0].message.content
+    assert got.choices[0].finish_reason == want.choices[0].finish_reason
+    assert got.usage == want.usage
+    got_calls = got.choices[0].message.tool_calls or []
+    want_calls = want.choices[0].message.tool_calls or []
+    assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+            for c in got_calls] == [
+        (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+        for c in want_calls
+    ]  # fmt: skip
+    # And a whole message, as the edge answers it, reads back the same way.
+    message = mout.completion_to_message(want, model="m")
+    whole = wire.message_to_completion(message)
+    assert whole.choices[0].message.content == want.choices[0].message.content
+    assert whole.choices[0].finish_reason == want.choices[0].finish_reason
+
+
+def test_anthropic_stream_errors_are_typed() -> None:
+    reader = wire.EventsToChunks()
+    reader.feed("message_start", {"type": "message_start", "message": {"id": "m1"}})
+    with pytest.raises(UpstreamUnavailable) as info:
+        reader.feed("error", mout.error_event(503, "busy")[1])
+    assert info.value.status == 529 and info.value.retryable and "busy" in str(info.value)
+    with pytest.raises(RateLimited):
+        reader.feed("error", mout.error_event(429, "slow down")[1])
+    cut = wire.EventsToChunks()
+    cut.feed("message_start", {"type": "message_start", "message": {}})
+    with pytest.raises(AilsProtocolError, match="before message_stop"):
+        cut.end()
