@@ -396,3 +396,57 @@ def test_chunks_before_an_in_band_error_are_delivered(up: Any) -> None:
     ):
         got.extend(s.text())
     assert "".join(got) == "tok0 tok1 tok2 "
+
+
+def test_an_error_object_in_a_200_whole_answer_raises(up: Any) -> None:
+    # The upstream answers a non-streamed request 200 with {"error": ...}: the
+    # provider raises it (once, for the library and the gateway alike), where
+    # it used to hand the library an empty Completion.
+    with client(up) as c, pytest.raises(UpstreamUnavailable, match="upstream exploded") as info:
+        c.chat.completions.create(model="openai/midstream_error:2", messages=HELLO)
+    assert info.value.code == "boom"
+
+
+def test_a_whole_answer_keeps_the_upstream_bytes(up: Any) -> None:
+    async def go() -> tuple[bytes | None, str | None]:
+        from ails.providers.openai import OpenAIProvider
+
+        provider = OpenAIProvider(base_url=up.base_url, api_key="k")
+        try:
+            reply = await provider.reply("chunks:2", HELLO)
+        finally:
+            await provider.aclose()
+        return reply.raw, reply.completion.choices[0].message.content  # type: ignore[return-value]
+
+    raw, text = asyncio.run(go())
+    assert raw is not None and b'"chat.completion"' in raw
+    assert text == "tok0 tok1 "
+
+
+def test_a_streamed_batch_keeps_each_chunk_text_as_received(up: Any) -> None:
+    async def go() -> list[tuple[str | None, str | None]]:
+        from ails.providers.base import raw_texts
+        from ails.providers.openai import OpenAIProvider
+
+        provider = OpenAIProvider(base_url=up.base_url, api_key="k")
+        pairs: list[tuple[str | None, str | None]] = []
+        try:
+            stream = await provider.connect("chunks:2", HELLO)
+            async for batch in stream:
+                for text, chunk in zip(raw_texts(batch), batch, strict=True):
+                    content = chunk.choices[0].delta.content if chunk.choices else None
+                    pairs.append((text, content))
+        finally:
+            await provider.aclose()
+        return pairs
+
+    pairs = asyncio.run(go())
+    assert [c for _, c in pairs][:2] == ["tok0 ", "tok1 "]
+    import json
+
+    for text, content in pairs:
+        assert text is not None
+        decoded = json.loads(text)
+        assert (decoded["choices"][0]["delta"].get("content") if decoded["choices"] else None) == (
+            content
+        )

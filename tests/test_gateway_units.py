@@ -20,10 +20,12 @@ from ails.errors import (
     Timeout,
     UpstreamUnavailable,
 )
-from ails.server.app import cap_tokens, frame_chunks, frame_raw
+from ails.providers.base import Batch
+from ails.server.app import cap_tokens
 from ails.server.auth import Authenticator, bearer_token
 from ails.server.config import build_config, is_loopback, parse_alias
 from ails.server.errors import GatewayError, Redactor, from_ails_error, stream_error_event
+from ails.server.framing import frame_batch
 from ails.server.limits import MemoryStore, Quota, parse_quota, window_slot
 from ails.server.openapi import openapi_document
 from ails.server.validation import validate
@@ -123,12 +125,12 @@ def _chunk(content: str | None = None, *, usage: Usage | None = None, empty: boo
     return Chunk(id="c", created=1, model="m", choices=choices, usage=usage)
 
 
-def test_frame_raw_keeps_the_upstream_text_and_stays_naive_safe() -> None:
+def test_frame_batch_keeps_the_upstream_text_and_stays_naive_safe() -> None:
     raw = [
         '{"choices":[{"delta":{"content":"a data: b"}}],"x_vendor":1}',
         '{"a":\n1,"choices":[1]}',
     ]
-    data = frame_raw(raw, [_chunk("a data: b"), _chunk("x")], include_usage=False)
+    data = frame_batch(Batch([_chunk("a data: b"), _chunk("x")], raw), include_usage=False)
     assert data == (
         b'data: {"choices":[{"delta":{"content":"a data\\u003a b"}}],"x_vendor":1}\n\n'
         b'data: {"a": 1,"choices":[1]}\n\n'
@@ -137,20 +139,21 @@ def test_frame_raw_keeps_the_upstream_text_and_stays_naive_safe() -> None:
     assert first["choices"][0]["delta"]["content"] == "a data: b"
 
 
-def test_frame_raw_drops_usage_only_chunks_unless_asked() -> None:
+def test_frame_batch_drops_usage_only_chunks_unless_asked() -> None:
     usage = _chunk(usage=Usage(1, 2, 3), empty=True)
-    assert frame_raw(['{"usage":{}}'], [usage], include_usage=False) == b""
-    assert frame_raw(['{"usage":{}}'], [usage], include_usage=True) == b'data: {"usage":{}}\n\n'
+    batch = Batch([usage], ['{"usage":{}}'])
+    assert frame_batch(batch, include_usage=False) == b""
+    assert frame_batch(batch, include_usage=True) == b'data: {"usage":{}}\n\n'
 
 
-def test_frame_chunks_writes_whole_openai_chunks() -> None:
+def test_frame_batch_encodes_the_chunks_ails_made_as_whole_openai_chunks() -> None:
     batch = [_chunk("hi data: x", usage=Usage(1, 1, 2)), _chunk(usage=Usage(1, 1, 2), empty=True)]
-    without = frame_chunks(batch, include_usage=False)
+    without = frame_batch(batch, include_usage=False)
     events = [json.loads(e[len(b"data: ") :]) for e in without.split(b"\n\n")[:-1]]
     assert len(events) == 1 and b"data: x" not in without
     assert events[0]["object"] == "chat.completion.chunk" and "usage" not in events[0]
     assert events[0]["choices"][0]["delta"] == {"content": "hi data: x"}
-    with_usage = frame_chunks(batch, include_usage=True)
+    with_usage = frame_batch(batch, include_usage=True)
     events = [json.loads(e[len(b"data: ") :]) for e in with_usage.split(b"\n\n")[:-1]]
     assert events[1]["choices"] == [] and events[1]["usage"]["total_tokens"] == 2
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: ``code`` of a failure at the connection level (refused, reset, cut): the
+#: message then names socket addresses, which a gateway does not pass on.
+CONNECTION_FAILED = "connection_failed"
+
 
 class AilsError(Exception):
     """Root of every error ails raises on purpose."""
@@ -165,6 +169,7 @@ def error_for_status(
 
 
 __all__ = [
+    "CONNECTION_FAILED",
     "AilsError",
     "AuthFailed",
     "BadRequest",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ails.errors import AilsError, BadRequest, ProtocolError, ProviderError, Timeout
 from ails.providers import registry
-from ails.providers.base import ChunkStream, Provider, Timeouts
+from ails.providers.base import ChunkStream, Provider, Reply, Timeouts
 from ails.types import ChatRequest, Completion
 
 log = logging.getLogger("ails.router")
@@ -135,6 +135,16 @@ class Router:
             params.pop("stream", None)
             params.pop("stream_options", None)
             return await provider.complete(model, request.messages, **params)
+
+        return await self._run(request, attempt)
+
+    async def reply(self, request: ChatRequest) -> Reply:
+        """A whole answer with its bytes as received (what a gateway passes on)."""
+
+        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Reply:
+            params.pop("stream", None)
+            params.pop("stream_options", None)
+            return await provider.reply(model, request.messages, **params)
 
         return await self._run(request, attempt)
 

@@ -22,6 +22,7 @@ import aiohttp
 import msgspec
 
 from ails.errors import (
+    CONNECTION_FAILED,
     AilsError,
     ProtocolError,
     ProviderError,
@@ -31,11 +32,10 @@ from ails.errors import (
 )
 from ails.providers._stream import (
     _CONNECTION_ERRORS,
-    CONNECTION_FAILED,
     SSEChunkStream,
     in_band_error,
 )
-from ails.providers.base import Provider, Timeouts
+from ails.providers.base import Provider, Reply, Timeouts
 from ails.types import Completion
 
 log = logging.getLogger("ails.http")
@@ -226,14 +226,22 @@ class HTTPProvider(Provider):
             )
         return SSEChunkStream(resp, provider=self.name, timeouts=self.timeouts, started=started)
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Completion:
+    async def reply_json(self, path: str, body: dict[str, Any]) -> Reply:
+        """POST for a whole answer; keep its bytes, decode the completion lazily.
+
+        An upstream may answer ``200`` with ``{"error": ...}``: that is raised
+        here, for the library and a gateway alike, as is a body that is not a
+        ``chat.completion`` at all.
+        """
         resp, _ = await self.post(path, body, streaming=False)
         try:
             raw, cut = await read_limited(resp, MAX_JSON_BODY)
         except _CONNECTION_ERRORS as exc:
             resp.close()
             raise UpstreamUnavailable(
-                f"connection lost while reading the answer ({exc!r})", provider=self.name
+                f"connection lost while reading the answer ({type(exc).__name__})",
+                provider=self.name,
+                code=CONNECTION_FAILED,
             ) from exc
         finally:
             resp.release()
@@ -242,13 +250,40 @@ class HTTPProvider(Provider):
                 f"answer is larger than {MAX_JSON_BODY} bytes", provider=self.name, code="too_large"
             )
         try:
-            return _completion_decoder.decode(raw)
+            probe = _probe(raw)
         except msgspec.DecodeError as exc:
-            raise ProtocolError(
-                f"answer is not a chat.completion JSON object: {exc}",
-                provider=self.name,
-                code="invalid_completion",
-            ) from None
+            raise _not_a_completion(self.name, str(exc)) from None
+        if probe.error is not None:
+            raise in_band_error(probe.error, provider=self.name)
+        if not isinstance(probe.choices, list):
+            raise _not_a_completion(self.name, "no 'choices'")
+        name = self.name
+
+        def decode(data: bytes) -> Completion:
+            try:
+                return _completion_decoder.decode(data)
+            except msgspec.DecodeError as exc:
+                raise _not_a_completion(name, str(exc)) from None
+
+        return Reply(raw=raw, decode=decode)
+
+
+class _Probe(msgspec.Struct):
+    """Just enough of a ``chat.completion`` to tell an answer from an error."""
+
+    error: Any = None
+    choices: Any = None
+
+
+_probe = msgspec.json.Decoder(_Probe).decode
+
+
+def _not_a_completion(provider: str, why: str) -> ProtocolError:
+    return ProtocolError(
+        f"answer is not a chat.completion JSON object: {why}",
+        provider=provider,
+        code="invalid_completion",
+    )
 
 
 if sys.version_info >= (3, 11):

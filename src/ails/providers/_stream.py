@@ -9,6 +9,7 @@ import aiohttp
 import msgspec
 
 from ails.errors import (
+    CONNECTION_FAILED,
     AilsError,
     ProtocolError,
     ProviderError,
@@ -16,16 +17,13 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
-from ails.providers.base import ChunkStream, Timeouts
+from ails.providers.base import Batch, ChunkStream, Timeouts
 from ails.sse import Event, SSEDecoder
 from ails.types import Chunk
 
 _chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
 
 _CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
-#: ``code`` of a failure at the connection level (refused, reset, cut): the
-#: message then names socket addresses, which a gateway does not pass on.
-CONNECTION_FAILED = "connection_failed"
 
 
 def in_band_error(err: Any, *, provider: str) -> ProviderError:
@@ -67,9 +65,7 @@ class SSEChunkStream(ChunkStream):
         "_timed_out",
         "_total_deadline",
         "chunks_seen",
-        "keep_raw",
         "provider",
-        "raw",
     )
 
     def __init__(
@@ -90,10 +86,6 @@ class SSEChunkStream(ChunkStream):
         self._timed_out: str | None = None
         self._pending: AilsError | None = None
         self.chunks_seen = 0
-        #: When set (the gateway does), ``raw`` holds the JSON text of each chunk
-        #: of the last batch, so unknown fields can be passed on verbatim.
-        self.keep_raw = False
-        self.raw: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._idle = timeouts.idle
         self._last_content = self._loop.time()
@@ -141,7 +133,7 @@ class SSEChunkStream(ChunkStream):
 
     # -- reading ---------------------------------------------------------------
 
-    async def __anext__(self) -> list[Chunk]:
+    async def __anext__(self) -> Batch:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             raise pending
@@ -201,11 +193,11 @@ class SSEChunkStream(ChunkStream):
             if batch:
                 return batch
 
-    def _decode(self, events: list[Event]) -> tuple[list[Chunk], AilsError | None]:
-        batch: list[Chunk] = []
-        keep_raw = self.keep_raw
-        if keep_raw:
-            self.raw = []
+    def _decode(self, events: list[Event]) -> tuple[Batch, AilsError | None]:
+        # Each chunk's text is kept beside it (it exists anyway: a reference,
+        # not a copy), so a gateway forwards what the upstream sent.
+        raw: list[str | None] = []
+        batch = Batch((), raw)
         decode = _chunk_decoder.decode
         for ev in events:
             text = ev.data
@@ -230,8 +222,7 @@ class SSEChunkStream(ChunkStream):
                 if choice.finish_reason is not None:
                     self._finished = True
             batch.append(chunk)
-            if keep_raw:
-                self.raw.append(text)
+            raw.append(text)
         return batch, None
 
     async def aclose(self) -> None:

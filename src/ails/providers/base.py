@@ -10,17 +10,27 @@ parameter a provider would silently drop.
 ``connect`` does everything up to the first byte of the answer (send, check the
 status) and returns a :class:`ChunkStream`. The split matters: the router may
 retry or fall back while ``connect`` fails, and never once the body started.
+
+The bytes as received are part of the contract, as httpx's ``Response`` keeps
+them: a :class:`Batch` carries each chunk's JSON text beside the decoded chunk
+(``None`` for a chunk ails made itself), and a :class:`Reply` carries a whole
+answer's JSON bytes. A gateway forwards those, so fields ails does not model
+survive, without asking which class produced them. Errors sent in-band (a
+``200 {"error": ...}``) are raised by the provider, once, for every caller.
 """
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
 from ails.types import Chunk, Completion, completion_from_chunks
+
+#: Decodes a whole answer's bytes on first use of :attr:`Reply.completion`.
+CompletionDecoder = Callable[[bytes], Completion]
 
 
 @dataclass(frozen=True)
@@ -36,12 +46,61 @@ class Timeouts:
     total: float | None = 600.0
 
 
+class Batch(list[Chunk]):
+    """The chunks of one read, and each one's JSON text as it was received.
+
+    ``raw[i]`` is chunk ``i``'s text from the wire, or ``None`` when ails made
+    the chunk (the embedded model). A stream may also yield a plain list, which
+    means that no chunk in it has a text of its own.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, chunks: Sequence[Chunk] = (), raw: Sequence[str | None] | None = None):
+        super().__init__(chunks)
+        self.raw: Sequence[str | None] = raw if raw is not None else (None,) * len(self)
+
+
+def raw_texts(batch: list[Chunk]) -> Sequence[str | None]:
+    """Each chunk's text as received (``None`` where ails made the chunk)."""
+    return batch.raw if isinstance(batch, Batch) else (None,) * len(batch)
+
+
+class Reply:
+    """A whole answer: its JSON bytes as received (``None`` when ails made it)
+    and the :class:`Completion`, decoded from them on first use."""
+
+    __slots__ = ("_completion", "_decode", "raw")
+
+    def __init__(
+        self,
+        completion: Completion | None = None,
+        *,
+        raw: bytes | None = None,
+        decode: CompletionDecoder | None = None,
+    ) -> None:
+        if completion is None and (raw is None or decode is None):
+            raise ValueError("a Reply needs a completion, or its bytes and a decoder")
+        self._completion = completion
+        self._decode = decode
+        self.raw = raw
+
+    @property
+    def completion(self) -> Completion:
+        if self._completion is None:
+            assert self.raw is not None and self._decode is not None
+            self._completion = self._decode(self.raw)
+        return self._completion
+
+
 class ChunkStream(ABC):
     """An open answer: an async iterator of *batches* of chunks.
 
     A batch is whatever one read from the backend produced (one network read,
     one token of the local model). Handing chunks over in batches is what lets
-    the sync bridge cross threads once per read instead of once per token.
+    the sync bridge cross threads once per read instead of once per token. A
+    stream of a remote backend yields :class:`Batch` lists, which keep each
+    chunk's text as received.
     """
 
     def __aiter__(self) -> ChunkStream:
@@ -79,8 +138,8 @@ class Provider(ABC):
         """
 
     async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
-        """A whole answer. The default joins the stream; remote providers may
-        override it with a real non-streaming request."""
+        """A whole answer. The default joins the stream; remote providers
+        override :meth:`reply` with a real non-streaming request instead."""
         params["stream"] = True
         stream = await self.connect(model, messages, **params)
         chunks: list[Chunk] = []
@@ -90,6 +149,11 @@ class Provider(ABC):
         finally:
             await stream.aclose()
         return completion_from_chunks(chunks)
+
+    async def reply(self, model: str, messages: list[Any], **params: Any) -> Reply:
+        """A whole answer with its bytes as received, for a caller that passes
+        them on (the gateway). The default wraps :meth:`complete`: no bytes."""
+        return Reply(await self.complete(model, messages, **params))
 
     async def list_models(self) -> list[str]:
         """Models this provider can serve now; remote providers ask their endpoint."""

@@ -14,7 +14,7 @@ import msgspec
 
 from ails.errors import AuthFailed
 from ails.providers._http import MAX_JSON_BODY, HTTPProvider, read_limited
-from ails.providers.base import ChunkStream, Timeouts
+from ails.providers.base import ChunkStream, Reply, Timeouts
 from ails.types import Completion
 
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
@@ -81,11 +81,14 @@ class OpenAIProvider(HTTPProvider):
         body["stream"] = True
         return await self.open_sse("/chat/completions", body)
 
-    async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
+    async def reply(self, model: str, messages: list[Any], **params: Any) -> Reply:
         extra = {k: v for k, v in params.items() if v is not None}
         extra.pop("stream_options", None)  # only valid with stream: true
         body: dict[str, Any] = {"model": model, "messages": messages, **extra, "stream": False}
-        return await self.post_json("/chat/completions", body)
+        return await self.reply_json("/chat/completions", body)
+
+    async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
+        return (await self.reply(model, messages, **params)).completion
 
     async def list_models(self) -> list[str]:
         headers = self.request_headers()

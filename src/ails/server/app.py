@@ -6,9 +6,9 @@ signed-protocol checks -> model lookup -> the library's router. Everything
 else in the body is passed on untouched.
 
 Streams are passed through without buffering: one ``write`` per batch the
-backend produced (one network read, one model token). From an HTTP upstream
-each chunk's own JSON text is forwarded, so fields ails does not model
-survive; other backends' chunks are encoded here. Every ``data:`` line holds
+backend produced (one network read, one model token). Each chunk the backend
+received is forwarded as its own JSON text (the provider contract keeps it),
+so fields ails does not model survive; chunks ails made are encoded. Every ``data:`` line holds
 one single-line JSON object in which the text ``data: `` never occurs (its
 colon is escaped as ``\\u003a``, which decodes the same), so the seed's naive
 client, which deletes every ``data: `` from a line before parsing it, reads
@@ -26,7 +26,6 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers._http import SSEChunkStream
 from ails.providers.base import ChunkStream
 from ails.server.auth import Authenticator
 from ails.server.cache import ResponseCache, cache_key
@@ -37,7 +36,7 @@ from ails.server.errors import (
     from_ails_error,
     stream_error_event,
 )
-from ails.server.framing import frame_chunks, frame_raw
+from ails.server.framing import completion_json, frame_batch
 from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
@@ -181,9 +180,10 @@ class Gateway:
             if cached is not None:  # nothing generated: no tokens to count
                 return web.Response(body=cached, content_type=JSON_TYPE, headers=headers)
         try:
-            answer = await self.router.complete_raw(chat_request)
+            reply = await self.router.reply(chat_request)
         except AilsError as exc:
             raise self._failure(exc, headers) from None
+        answer = reply.raw if reply.raw is not None else completion_json(reply.completion)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
         if admission is not None and admission.counts_tokens:
@@ -233,14 +233,10 @@ class Gateway:
         if admission is not None and admission.counts_tokens:
             meter = UsageMeter(chat_request.messages)
         try:
-            # From an HTTP upstream, the chunks' own JSON texts are forwarded.
-            raw_source = stream if isinstance(stream, SSEChunkStream) else None
-            if raw_source is not None:
-                raw_source.keep_raw = True
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                await self._pump(resp, stream, raw_source, include_usage, rid, meter)
+                await self._pump(resp, stream, include_usage, rid, meter)
             except ConnectionError:
                 log.info("request %s: the client went away mid-stream", rid)
             return resp
@@ -255,7 +251,6 @@ class Gateway:
         self,
         resp: web.StreamResponse,
         stream: ChunkStream,
-        raw_source: SSEChunkStream | None,
         include_usage: bool,
         rid: str,
         meter: UsageMeter | None = None,
@@ -267,10 +262,7 @@ class Gateway:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
-                if raw_source is not None:
-                    data = frame_raw(raw_source.raw, batch, include_usage)
-                else:
-                    data = frame_chunks(batch, include_usage)
+                data = frame_batch(batch, include_usage)
                 if data:
                     await write(data)
         except AilsError as exc:
@@ -350,4 +342,4 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     return app
 
 
-__all__ = ["AccessLogger", "Gateway", "build_app", "cap_tokens", "frame_chunks", "frame_raw"]
+__all__ = ["AccessLogger", "Gateway", "build_app", "cap_tokens"]

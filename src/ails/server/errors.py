@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from ails.errors import (
+    CONNECTION_FAILED,
     AilsError,
     AuthFailed,
     BadRequest,
@@ -29,7 +30,6 @@ from ails.errors import (
     SignatureError,
     Timeout,
 )
-from ails.providers._stream import CONNECTION_FAILED
 
 _encode = msgspec.json.Encoder().encode
 

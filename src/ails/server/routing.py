@@ -21,32 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
-import aiohttp
 import msgspec
 
-from ails.errors import ConfigError, ProtocolError, UpstreamUnavailable
-from ails.providers._http import MAX_JSON_BODY, HTTPProvider, in_band_error, read_limited
+from ails.errors import ConfigError
 from ails.providers.base import Provider, Timeouts
 from ails.router import ProviderPool, Router
 from ails.server.errors import Redactor
-from ails.types import ChatRequest, Completion
 
 log = logging.getLogger("ails.server")
 
 _Target = str | tuple[Provider, str]
 _encode = msgspec.json.Encoder().encode
-
-
-class _Probe(msgspec.Struct):
-    """Just enough of a ``chat.completion`` to tell an answer from an error."""
-
-    error: Any = None
-    choices: Any = None
-
-
-_probe = msgspec.json.Decoder(_Probe).decode
 
 
 class GatewayRouter(Router):
@@ -187,27 +173,6 @@ class GatewayRouter(Router):
     def targets(self, model: str | None) -> list[_Target]:
         return self._table.get(model or "", [])
 
-    # -- non-streamed answers, passed on as the upstream's bytes ------------------
-
-    async def complete_raw(self, request: ChatRequest) -> bytes:
-        """A whole ``chat.completion`` as JSON bytes.
-
-        From an HTTP upstream the bytes are the upstream's own, so fields ails
-        does not model survive; they are only checked to be an answer, not an
-        error object. Other providers' completions are encoded here.
-        """
-
-        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> bytes:
-            params.pop("stream", None)
-            if isinstance(provider, HTTPProvider):
-                params.pop("stream_options", None)  # only valid with stream: true
-                body = {"model": model, "messages": request.messages, **params, "stream": False}
-                return await _post_raw(provider, body)
-            params.pop("stream_options", None)
-            return completion_json(await provider.complete(model, request.messages, **params))
-
-        return await self._run(request, attempt)
-
     async def aclose(self) -> None:
         for provider in [*self.upstreams, *([self.local] if self.local else [])]:
             try:
@@ -215,58 +180,6 @@ class GatewayRouter(Router):
             except Exception as exc:  # shutting down: report, go on closing the rest
                 log.warning("closing %s: %s", provider.name, exc)
         await self.pool.aclose()
-
-
-def completion_json(completion: Completion) -> bytes:
-    """A completion ails made, with every field a client expects on the wire
-    (``Completion``'s own encoding omits defaults such as ``object``)."""
-    out: dict[str, Any] = {
-        "id": completion.id,
-        "object": "chat.completion",
-        "created": completion.created,
-        "model": completion.model,
-        "choices": completion.choices,
-    }
-    if completion.usage is not None:
-        out["usage"] = completion.usage
-    if completion.system_fingerprint is not None:
-        out["system_fingerprint"] = completion.system_fingerprint
-    return _encode(out)
-
-
-async def _post_raw(provider: HTTPProvider, body: dict[str, Any]) -> bytes:
-    resp, _ = await provider.post("/chat/completions", body, streaming=False)
-    try:
-        raw, cut = await read_limited(resp, MAX_JSON_BODY)
-    except (aiohttp.ClientError, OSError) as exc:
-        resp.close()
-        raise UpstreamUnavailable(
-            f"connection lost while reading the answer ({type(exc).__name__})",
-            provider=provider.name,
-        ) from exc
-    finally:
-        resp.release()
-    if cut:
-        raise ProtocolError(
-            f"answer is larger than {MAX_JSON_BODY} bytes", provider=provider.name, code="too_large"
-        )
-    try:
-        probe = _probe(raw)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError(
-            f"answer is not a chat.completion JSON object: {exc}",
-            provider=provider.name,
-            code="invalid_completion",
-        ) from None
-    if probe.error is not None:
-        raise in_band_error(probe.error, provider=provider.name)
-    if not isinstance(probe.choices, list):
-        raise ProtocolError(
-            "answer is not a chat.completion JSON object (no 'choices')",
-            provider=provider.name,
-            code="invalid_completion",
-        )
-    return raw
 
 
 __all__ = ["GatewayRouter"]
