@@ -11,15 +11,13 @@ from hypothesis import strategies as st
 
 from ails.errors import ProtocolError
 from ails.sse import (
-    DONE,
     Event,
     SSEDecoder,
     aiter_events,
-    encode_comment,
-    encode_data,
-    encode_event,
     iter_events,
 )
+from ails.wire import DONE, error_event
+from sse_encode import encode_comment, encode_event
 
 
 def decode(*chunks: bytes, max_line_bytes: int = 1_048_576) -> list[Event]:
@@ -327,13 +325,13 @@ def test_encode_event_rejects_text_that_is_not_unicode() -> None:
         encode_event("\ud800")
 
 
-def test_encode_data_comment_and_done() -> None:
-    assert encode_data(b'{"a":1}') == b'data: {"a":1}\n\n'
+def test_comments_and_wire_frames_decode() -> None:
     assert encode_comment("ping") == b": ping\n\n"
     assert encode_comment() == b": \n\n"
     assert encode_comment("a\nb") == b": a\n: b\n\n"
-    stream = encode_comment("x\ndata: injected") + encode_data(b"{}") + DONE
-    assert decode(stream) == [Event("{}"), Event("[DONE]")]
+    stream = encode_comment("x\ndata: injected") + error_event("a data: b", type="t") + DONE
+    error = '{"error":{"message":"a data\\u003a b","type":"t","code":null,"param":null}}'
+    assert decode(stream) == [Event(error), Event("[DONE]")]
 
 
 # --- properties ----------------------------------------------------------------

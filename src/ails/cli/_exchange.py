@@ -200,40 +200,6 @@ class Answer:
     duration_ms: int = 0
 
 
-def chunk_json(chunk: Chunk) -> dict[str, Any]:
-    """A chunk in OpenAI's shape: the fields our structs omit when they hold
-    their default (``object``, ``id``...) are put back."""
-    import msgspec
-
-    out: dict[str, Any] = {
-        "id": chunk.id,
-        "object": chunk.object,
-        "created": chunk.created,
-        "model": chunk.model,
-        "choices": [],
-    }
-    out.update(msgspec.to_builtins(chunk))
-    return out
-
-
-def completion_json(done: Completion) -> dict[str, Any]:
-    import msgspec
-
-    out: dict[str, Any] = {
-        "id": done.id,
-        "object": done.object,
-        "created": done.created,
-        "model": done.model,
-        "choices": [],
-    }
-    out.update(msgspec.to_builtins(done))
-    return out
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
 def ask(
     client: Client,
     model: str,
@@ -261,12 +227,18 @@ def ask(
     spinner = Spinner(model).start()
     try:
         if stream:
+            from ails.wire import chunk_texts
+
             with client.chat.completions.create(
                 model=model, messages=messages, stream=True, **params
             ) as chunks:
                 for batch in chunks.batches():
                     for chunk in batch:
                         _take(answer, parts, chunk, spinner, out, as_json)
+                    if as_json:
+                        # The chunks as the backend sent them (ails.wire).
+                        spinner.stop()
+                        out.writelines(f"{line}\n" for line in chunk_texts(batch))
                     out.flush()
         else:
             done = client.chat.completions.create(model=model, messages=messages, **params)
@@ -277,7 +249,7 @@ def ask(
             parts.append(text)
             answer.finish_reason = choice.finish_reason if choice is not None else None
             answer.usage = done.usage
-            out.write(_dumps(completion_json(done)) + "\n" if as_json else text)
+            out.write(_completion_line(done) if as_json else text)
     except KeyboardInterrupt:
         answer.interrupted = True
     finally:
@@ -308,12 +280,15 @@ def _take(
             answer.finish_reason = choice.finish_reason
         if content:
             parts.append(content)
-    if as_json:
-        spinner.stop()
-        out.write(_dumps(chunk_json(chunk)) + "\n")
-    elif content:
+    if content and not as_json:
         spinner.stop()  # cleared before the first token is written
         out.write(content)
+
+
+def _completion_line(done: Completion) -> str:
+    from ails.wire import completion_json
+
+    return completion_json(done).decode() + "\n"
 
 
 def log_exchange(

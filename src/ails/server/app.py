@@ -6,13 +6,10 @@ signed-protocol checks -> model lookup -> the library's router. Everything
 else in the body is passed on untouched.
 
 Streams are passed through without buffering: one ``write`` per batch the
-backend produced (one network read, one model token). Each chunk the backend
-received is forwarded as its own JSON text (the provider contract keeps it),
-so fields ails does not model survive; chunks ails made are encoded. Every ``data:`` line holds
-one single-line JSON object in which the text ``data: `` never occurs (its
-colon is escaped as ``\\u003a``, which decodes the same), so the seed's naive
-client, which deletes every ``data: `` from a line before parsing it, reads
-the stream correctly too.
+backend produced (one network read, one model token), framed by
+:mod:`ails.wire` (which also keeps the seed's naive client working): each
+chunk the backend received is forwarded as its own JSON text (the provider
+contract keeps it), so fields ails does not model survive.
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ from ails.server.errors import (
     from_ails_error,
     stream_error_event,
 )
-from ails.server.framing import completion_json, frame_batch
 from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
@@ -45,8 +41,8 @@ from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import validate
 from ails.signing import has_signature_fields
-from ails.sse import DONE
 from ails.types import ChatRequest
+from ails.wire import DONE, completion_json, frame_batch
 
 log = logging.getLogger("ails.server")
 
@@ -262,7 +258,7 @@ class Gateway:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
-                data = frame_batch(batch, include_usage)
+                data = frame_batch(batch, include_usage=include_usage)
                 if data:
                     await write(data)
         except AilsError as exc:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from ails.errors import (
@@ -30,8 +28,7 @@ from ails.errors import (
     SignatureError,
     Timeout,
 )
-
-_encode = msgspec.json.Encoder().encode
+from ails.wire import error_event, error_json
 
 JSON_TYPE = "application/json"
 
@@ -57,8 +54,8 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers
 
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, type=self.type, code=self.code, param=self.param)
+    def body(self) -> bytes:
+        return error_json(self.message, type=self.type, code=self.code, param=self.param)
 
 
 def default_type(status: int) -> str:
@@ -74,19 +71,11 @@ def default_type(status: int) -> str:
     return "invalid_request_error"
 
 
-def error_body(
-    message: str, *, type: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "code": code, "param": param}}
-
-
 def error_response(err: GatewayError, *, request_id: str | None = None) -> web.Response:
     headers = dict(err.headers or {})
     if request_id is not None:
         headers["x-request-id"] = request_id
-    return web.Response(
-        status=err.status, body=_encode(err.body()), content_type=JSON_TYPE, headers=headers
-    )
+    return web.Response(status=err.status, body=err.body(), content_type=JSON_TYPE, headers=headers)
 
 
 class Redactor:
@@ -168,24 +157,21 @@ def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
 def stream_error_event(exc: BaseException, redact: Redactor) -> bytes:
     """The in-band event that ends a stream that failed after it started.
 
-    A ``data:`` line with no ``event:`` field: the openai SDK raises its
-    ``APIError`` on an ``{"error": ...}`` payload, and the seed's naive client
-    skips it (no ``content``) instead of choking on it.
+    The event itself is :func:`ails.wire.error_event`; this chooses what
+    it says, redacted.
     """
     if isinstance(exc, AilsError):
         err = from_ails_error(exc, redact)
         message, code, type_ = err.message, err.code, err.type
     else:
         message, code, type_ = "the answer failed mid-stream", "internal_error", "server_error"
-    payload = _encode({"error": {"message": message, "type": type_, "code": code, "param": None}})
-    return b"data: " + payload.replace(b"data: ", b"data\\u003a ") + b"\n\n"
+    return error_event(message, type=type_, code=code)
 
 
 __all__ = [
     "GatewayError",
     "Redactor",
     "default_type",
-    "error_body",
     "error_response",
     "from_ails_error",
     "stream_error_event",

@@ -1,0 +1,131 @@
+"""The OpenAI wire format, written in one place: chunks, completions, SSE
+frames and error events. The gateway and the CLI's ``--json`` use it.
+
+A chunk or completion received from an upstream is passed on as its own JSON
+text (the provider contract keeps it, so fields ails does not model survive);
+one ails made is encoded here with every field a client expects
+(``Chunk``'s own encoding omits defaults such as ``object``).
+
+Every ``data:`` line holds one single-line JSON object in which the text
+``data: `` never occurs (its colon is escaped as ``\\u003a``, which decodes the
+same), so the seed's naive client, which deletes every ``data: `` from a line
+before parsing it, reads the stream correctly too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ails.providers.base import raw_texts
+from ails.types import Chunk, Completion
+
+#: The end of every stream.
+DONE = b"data: [DONE]\n\n"
+
+_encode = msgspec.json.Encoder().encode
+
+
+def one_line(text: str) -> str:
+    """A JSON text as one ``data:`` payload (see the module docstring).
+    Newlines in valid JSON only occur between tokens, where a space means the
+    same."""
+    if "\n" in text:
+        text = text.replace("\n", " ")
+    if "\r" in text:
+        text = text.replace("\r", " ")
+    if "data: " in text:
+        text = text.replace("data: ", "data\\u003a ")
+    return text
+
+
+def chunk_json(chunk: Chunk, *, include_usage: bool = True) -> bytes:
+    """A chunk ails made as OpenAI's ``chat.completion.chunk``; ``b""`` for a
+    usage-only chunk when usage was not asked for."""
+    usage = chunk.usage
+    if usage is not None and not include_usage:
+        if not chunk.choices:
+            return b""
+        usage = None
+    out: dict[str, Any] = {
+        "id": chunk.id,
+        "object": "chat.completion.chunk",
+        "created": chunk.created,
+        "model": chunk.model,
+        "choices": chunk.choices,
+    }
+    if chunk.system_fingerprint is not None:
+        out["system_fingerprint"] = chunk.system_fingerprint
+    if usage is not None:
+        out["usage"] = usage
+    return _encode(out)
+
+
+def completion_json(completion: Completion) -> bytes:
+    """A completion ails made as OpenAI's ``chat.completion``."""
+    out: dict[str, Any] = {
+        "id": completion.id,
+        "object": "chat.completion",
+        "created": completion.created,
+        "model": completion.model,
+        "choices": completion.choices,
+    }
+    if completion.usage is not None:
+        out["usage"] = completion.usage
+    if completion.system_fingerprint is not None:
+        out["system_fingerprint"] = completion.system_fingerprint
+    return _encode(out)
+
+
+def chunk_texts(batch: list[Chunk], *, include_usage: bool = True) -> list[str]:
+    """Each chunk of a batch as one line of JSON: the text as received, or
+    encoded when ails made the chunk. A usage-only chunk the client did not
+    ask for is left out."""
+    out = []
+    for text, chunk in zip(raw_texts(batch), batch, strict=True):
+        if text is None:
+            data = chunk_json(chunk, include_usage=include_usage)
+            if data:
+                out.append(one_line(data.decode()))
+        elif include_usage or chunk.usage is None or chunk.choices:
+            out.append(one_line(text))
+    return out
+
+
+def frame_batch(batch: list[Chunk], *, include_usage: bool) -> bytes:
+    """The chunks of one read as ``data:`` events, for one write."""
+    parts = chunk_texts(batch, include_usage=include_usage)
+    if not parts:
+        return b""
+    return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
+
+
+def error_json(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    """OpenAI's error body."""
+    return _encode({"error": {"message": message, "type": type, "code": code, "param": param}})
+
+
+def error_event(message: str, *, type: str, code: str | None = None) -> bytes:
+    """The in-band event that ends a stream that failed after it started.
+
+    A ``data:`` line with no ``event:`` field: the openai SDK raises its
+    ``APIError`` on an ``{"error": ...}`` payload, and the seed's naive client
+    skips it (no ``content``) instead of choking on it.
+    """
+    text = error_json(message, type=type, code=code).decode()
+    return b"data: " + one_line(text).encode() + b"\n\n"
+
+
+__all__ = [
+    "DONE",
+    "chunk_json",
+    "chunk_texts",
+    "completion_json",
+    "error_event",
+    "error_json",
+    "frame_batch",
+    "one_line",
+]
