@@ -373,6 +373,48 @@ def test_providers(env: dict[str, str], up: Upstream) -> None:
     assert run(env, "providers", "show", "nosuch").returncode == 2
 
 
+def test_named_provider_from_the_config_file(env: dict[str, str], up: Upstream) -> None:
+    home = Path(env["AILS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[providers.mine]\ntype = "openai"\nbase_url = "{up.base_url}"\n'
+        'api_key_env = "MINE_TEST_KEY"\n'
+    )
+    # OPENAI_API_KEY is set, and must never be sent to another provider.
+    keyed = {**env, "MINE_TEST_KEY": "mine-secret-key-12345"}
+    result = run(keyed, "-m", "mine/chunks:2", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "tok0 tok1 \n"
+    assert up.requests[-1].headers["authorization"] == "Bearer mine-secret-key-12345"
+    assert up.requests[-1].body["model"] == "chunks:2"
+
+    unset = run(env, "-m", "mine/chunks:2", "hi")
+    assert unset.returncode != 0 and "Traceback" not in unset.stderr
+    assert "MINE_TEST_KEY" in unset.stderr and "not set" in unset.stderr
+    assert up.requests[-1].body["model"] == "chunks:2" and len(up.requests) == 1
+
+    models = run(keyed, "models").stdout
+    assert "mine/*" in models
+    listing = run(keyed, "providers")
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("mine"))
+    assert row.split() == ["mine", "yes", "yes", "yes", up.base_url]
+    meta = json.loads(run(keyed, "providers", "show", "mine", "--json").stdout)
+    assert (meta["name"], meta["type"]) == ("mine", "openai")
+    assert meta["key"] == {"source": "MINE_TEST_KEY ([providers.mine])", "value": "min…2345"}
+    shown = run(keyed, "config", "show").stdout
+    assert "[providers.mine]" in shown and "mine-secret-key-12345" not in shown
+    assert 'api_key = "min…2345"  # MINE_TEST_KEY ([providers.mine])' in shown
+
+
+def test_a_named_provider_needs_a_type(env: dict[str, str]) -> None:
+    home = Path(env["AILS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('[providers.groq]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    result = run(env, "-m", "groq/x", "hi")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "[providers.groq] needs type" in result.stderr
+
+
 # -- errors and exit codes ------------------------------------------------------------------
 
 

@@ -170,7 +170,10 @@ def test_key_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = config.parse({"providers": {"openai": {"api_key": "from-config"}}})
     stored = {"openai": "from-file"}
     assert config.resolve_key("openai", lambda: stored, settings) == ("from-file", "keys file")
-    assert config.resolve_key("openai", dict, settings) == ("from-config", "config file")
+    assert config.resolve_key("openai", dict, settings) == (
+        "from-config",
+        "[providers.openai] api_key",
+    )
     monkeypatch.setenv("AILS_KEY_OPENAI", "generic")
     assert config.resolve_key("openai", lambda: stored, settings) == ("generic", "AILS_KEY_OPENAI")
     monkeypatch.setenv("OPENAI_API_KEY", "official")

@@ -7,8 +7,10 @@ user data folder and config.toml to the user config folder (platformdirs).
 
 Precedence, the same for every setting: the command line, then the
 environment, then files (keys.json for keys, config.toml for the rest), then
-built-in defaults. So ``AILS_MODEL`` beats ``default_model``, ``OPENAI_API_KEY``
-beats a stored key and ``OPENAI_BASE_URL`` beats ``[providers.openai] base_url``.
+built-in defaults. So ``AILS_MODEL`` beats ``default_model``, and a provider
+type's own variables (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) beat a stored
+key and ``[providers.openai]``. What a ``[providers.NAME]`` table means is in
+:mod:`ails.provider_config`.
 
 The config file (TOML)::
 
@@ -19,6 +21,11 @@ The config file (TOML)::
 
     [providers.openai]
     base_url = "http://127.0.0.1:8080/v1"
+
+    [providers.groq]                  # a provider of your own naming
+    type = "openai"
+    base_url = "https://api.groq.com/openai/v1"
+    api_key_env = "GROQ_API_KEY"
 
 Nothing here imports a provider, aiohttp or sqlite: the CLI reads its settings
 on every start, and ``ails --help`` must stay fast.
@@ -37,15 +44,6 @@ from typing import Any
 from ails.errors import ConfigError
 
 APP_NAME = "ails"
-
-#: Environment variables that carry a provider's API key, beside the generic
-#: ``AILS_KEY_<NAME>``; the first set one wins. They mirror the official SDKs.
-KEY_ENV: dict[str, tuple[str, ...]] = {"openai": ("OPENAI_API_KEY",)}
-
-#: Environment variables that carry other provider settings; they beat the
-#: config file. The openai provider reads OPENAI_BASE_URL itself, so dropping
-#: the config's value is all it takes for the environment to win.
-SETTING_ENV: dict[str, dict[str, str]] = {"openai": {"base_url": "OPENAI_BASE_URL"}}
 
 #: Setting names whose values are secrets: masked by ``ails config show``.
 _SECRET = re.compile(r"key|token|secret|password|authorization", re.IGNORECASE)
@@ -140,6 +138,11 @@ def parse(data: dict[str, Any], path: Path | None = None) -> Settings:
     providers = data.get("providers", {})
     if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
         raise ConfigError(f"{where}: each provider is a table: [providers.openai]")
+    if providers:
+        from ails.provider_config import check_table
+
+        for name, table in providers.items():
+            check_table(name, table, where)
     return Settings(
         default_model=default_model,
         aliases=dict(aliases),
@@ -160,9 +163,11 @@ def default_model(settings: Settings) -> tuple[str, str]:
     return DEFAULT_MODEL, "built-in"
 
 
-def key_env_names(provider: str) -> tuple[str, ...]:
-    generic = "AILS_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", provider).upper()
-    return (*KEY_ENV.get(provider, ()), generic)
+def key_env_names(provider: str, settings: Settings | None = None) -> tuple[str, ...]:
+    from ails import provider_config
+
+    table = settings.providers.get(provider, {}) if settings else {}
+    return provider_config.key_env_names(provider, table)
 
 
 def resolve_key(
@@ -170,30 +175,20 @@ def resolve_key(
     stored: Callable[[], dict[str, str]],
     settings: Settings | None = None,
 ) -> tuple[str | None, str | None]:
-    """The key for ``provider`` and where it came from: an environment variable,
-    the keys file, or the config file; ``(None, None)`` when there is none.
-    ``stored`` reads the keys file, only when the environment has no key."""
-    for name in key_env_names(provider):
-        value = os.environ.get(name)
-        if value:
-            return value, name
-    keys = stored()
-    if keys.get(provider):
-        return keys[provider], "keys file"
+    """The key for ``provider`` and where it came from (an environment
+    variable, the keys file, the config file); ``(None, None)`` when none."""
+    from ails import provider_config
+
     table = settings.providers.get(provider, {}) if settings else {}
-    value = table.get("api_key")
-    if isinstance(value, str) and value:
-        return value, "config file"
-    return None, None
+    return provider_config.resolve_key(provider, table, stored)
 
 
 def provider_settings(provider: str, settings: Settings) -> dict[str, Any]:
-    """The config table of one provider, less what the environment overrides."""
-    table = dict(settings.providers.get(provider, {}))
-    for setting, env in SETTING_ENV.get(provider, {}).items():
-        if os.environ.get(env):
-            table.pop(setting, None)
-    return table
+    """The settings to build ``provider`` with, less its key and what the
+    environment overrides."""
+    from ails import provider_config
+
+    return provider_config.provider_settings(provider, settings.providers.get(provider, {}))
 
 
 def is_secret(name: str) -> bool:

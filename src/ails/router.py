@@ -45,7 +45,11 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class ProviderPool:
-    """One instance per provider name, built from its settings on first use."""
+    """One instance per provider name, built from its settings on first use.
+
+    ``settings`` maps a name to its settings; ``"type"`` among them makes a
+    named instance of that type (``{"groq": {"type": "openai", ...}}``).
+    """
 
     def __init__(
         self, settings: dict[str, dict[str, Any]] | None = None, *, timeouts: Timeouts
@@ -57,16 +61,7 @@ class ProviderPool:
     def get(self, name: str) -> Provider:
         inst = self._instances.get(name)
         if inst is None:
-            cls = registry.provider_class(name)
-            kwargs = self.settings.get(name, {})
-            unknown = set(kwargs) - set(cls.settings())
-            if unknown:
-                raise BadRequest(
-                    f"provider {name!r} has no setting {', '.join(sorted(unknown))}; "
-                    f"it takes: {', '.join(cls.settings())}",
-                    provider=name,
-                )
-            inst = cls(**{"timeouts": self.timeouts, **kwargs})
+            inst = registry.build(name, self.settings.get(name, {}), timeouts=self.timeouts)
             self._instances[name] = inst
         return inst
 
@@ -120,7 +115,10 @@ class Router:
 
     def resolve(self, model: str | None) -> tuple[Provider, str]:
         provider_name, model_name = registry.split_model(
-            model, aliases=self.aliases, default=self.default_model
+            model,
+            aliases=self.aliases,
+            configured=self.pool.settings,
+            default=self.default_model,
         )
         return self.pool.get(provider_name), model_name
 

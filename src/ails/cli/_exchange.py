@@ -19,10 +19,10 @@ import click
 
 from ails import config
 from ails.cli._ui import Spinner, warn
-from ails.errors import ConfigError
 
 if TYPE_CHECKING:
     from ails._sync import Client
+    from ails.providers.base import Provider
     from ails.store import Store
     from ails.types import Chunk, Completion, Usage
 
@@ -101,64 +101,77 @@ class Env:
     def key_for(self, provider: str) -> tuple[str | None, str | None]:
         return config.resolve_key(provider, self.stored_keys, self.settings)
 
+    def known(self, provider: str) -> bool:
+        """A provider named in the config file, or a registered type."""
+        from ails.providers import registry
+
+        return provider in self.settings.providers or registry.is_provider(provider)
+
+    def provider_type(self, provider: str) -> type[Provider]:
+        from ails import provider_config
+        from ails.providers import registry
+
+        table = self.settings.providers.get(provider, {})
+        return registry.provider_class(provider_config.type_of(provider, table))
+
     def resolve(self, name: str | None) -> str:
-        """A full ``provider/model`` name for ``-m`` (alias, bare name, or full).
+        """A full ``provider/model`` name for ``-m`` (alias, bare name, or full),
+        by the library's rule (:func:`ails.providers.registry.resolve_model`).
 
         Stricter than the library on purpose: ``-m opnai/gpt-4o`` is a usage
         error naming the unknown provider, not a bare model name sent to the
         default provider. Write ``openai/meta-llama/Llama-3`` for a model whose
-        own name has a slash.
+        own name has a slash. A provider name alone means its default model.
         """
         from ails.providers import registry
 
         given = name or self.default_model
-        resolved, seen = given, set()
-        while resolved in self.settings.aliases and resolved not in seen:
-            seen.add(resolved)
-            resolved = self.settings.aliases[resolved]
-        provider, sep, model = resolved.partition("/")
-        if not sep and registry.is_provider(provider):
-            sep, model = "/", ""
-        if not sep:
-            default_provider = self.default_model.partition("/")[0]
-            if not registry.is_provider(default_provider):
-                raise click.UsageError(self._unknown(default_provider, self.default_model))
-            return f"{default_provider}/{resolved}"
-        if not registry.is_provider(provider):
-            raise click.UsageError(self._unknown(provider, given))
+        resolved = registry.resolve_alias(given, self.settings.aliases)
+        provider, model = registry.resolve_model(resolved, configured=self.settings.providers)
+        if provider is None:
+            head, sep, _ = resolved.partition("/")
+            if sep or self.known(head):
+                if not self.known(head):
+                    raise click.UsageError(self._unknown(head, given))
+                provider, model = head, ""
+            else:
+                default_provider = self.default_model.partition("/")[0]
+                if not self.known(default_provider):
+                    raise click.UsageError(self._unknown(default_provider, self.default_model))
+                return f"{default_provider}/{resolved}"
         if not model:
-            default = registry.provider_class(provider).default_model
+            default = self.provider_type(provider).default_model
             if not default:
                 raise click.UsageError(f"the {provider} provider needs a model: {provider}/MODEL")
             model = default
         return f"{provider}/{model}"
 
-    def _unknown(self, provider: str, name: str) -> str:
+    def asks_usage(self, model: str) -> bool:
+        """Whether ``model``'s provider honours ``stream_options``: then a
+        stream is asked for its token usage, which the log wants."""
+        accepted, _ = self.provider_type(model.partition("/")[0]).accepted_params()
+        return "stream_options" in accepted
+
+    def provider_names(self) -> list[str]:
+        """Registered types, then the names the config file adds."""
         from ails.providers import registry
 
+        return list(dict.fromkeys([*registry.names(), *self.settings.providers]))
+
+    def _unknown(self, provider: str, name: str) -> str:
         where = ""
         if name == self.default_model:
             where = f" (the default model, from {self.default_source})"
         return (
             f"unknown provider {provider!r} in model {name!r}{where}; "
-            f"known providers: {', '.join(registry.names())}"
+            f"known providers: {', '.join(self.provider_names())}"
         )
 
     def provider_kwargs(self, provider: str) -> dict[str, Any]:
-        """The settings to build ``provider`` with: its config table (less what
-        the environment overrides) and its key."""
-        from ails.providers import registry
-
-        cls = registry.provider_class(provider)
+        """The settings to build ``provider`` with: its config table (its
+        ``type`` included, less what the environment overrides) and its key."""
         settings = config.provider_settings(provider, self.settings)
-        allowed = [s for s in cls.settings() if s != "timeouts"]
-        unknown = sorted(set(settings) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"{self.settings.path}: [providers.{provider}] has no setting "
-                f"{', '.join(unknown)}; it takes: {', '.join(allowed)}"
-            )
-        if "api_key" in allowed:
+        if "api_key" in self.provider_type(provider).settings():
             key, _ = self.key_for(provider)
             if key:
                 settings["api_key"] = key
@@ -178,13 +191,11 @@ class Env:
 
 def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion for ``-m``: aliases, the default, ``provider/`` prefixes."""
-    from ails.providers.registry import BUILTINS
-
     try:
         env = Env.load()
     except Exception:  # completion must never print an error into the shell
         return []
-    names = [*env.settings.aliases, env.default_model, *(f"{p}/" for p in BUILTINS)]
+    names = [*env.settings.aliases, env.default_model, *(f"{p}/" for p in env.provider_names())]
     return [n for n in dict.fromkeys(names) if n.startswith(incomplete)]
 
 
@@ -208,18 +219,20 @@ def ask(
     *,
     stream: bool = True,
     as_json: bool = False,
+    ask_usage: bool = False,
     out: TextIO | None = None,
 ) -> Answer:
     """Send one request and write the answer to ``out`` (stdout) as it comes.
 
+    ``ask_usage``: the provider honours ``stream_options`` (:meth:`Env.asks_usage`).
     Ctrl-C returns what arrived so far with ``interrupted`` set, after closing
     the stream: that closes the upstream connection (or stops the local model),
     so generation stops too. Errors (``AilsError``) propagate.
     """
     out = out if out is not None else sys.stdout
-    if stream and not as_json and model.startswith("openai/") and "stream_options" not in params:
-        # OpenAI sends a stream's token usage only when asked; the log wants it.
-        # (With --json the caller sees exactly the chunks it asked for.)
+    if stream and not as_json and ask_usage and "stream_options" not in params:
+        # OpenAI-style servers send a stream's token usage only when asked; the
+        # log wants it. (With --json the caller sees exactly what it asked for.)
         params = {**params, "stream_options": {"include_usage": True}}
     answer = Answer()
     parts: list[str] = []

@@ -102,7 +102,9 @@ def chat_cmd(
             messages = [{"role": "system", "content": system}] if system else []
             messages += [*history, {"role": "user", "content": text}]
             try:
-                answer = ask(client, full_model, messages, params)
+                answer = ask(
+                    client, full_model, messages, params, ask_usage=env.asks_usage(full_model)
+                )
             except AilsError as exc:
                 if exit_code_for(exc) == EXIT_USAGE:
                     raise  # a -o option the provider refuses would fail every turn

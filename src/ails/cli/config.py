@@ -27,19 +27,19 @@ def config_path_cmd() -> None:
 
 def effective(env: Env) -> dict[str, Any]:
     """The settings in effect: ``{"value": ..., "source": ...}`` per setting."""
-    from ails import config
-    from ails.providers import registry
+    from ails import config, provider_config
 
     settings = env.settings
     path = config.config_path()
     file = str(settings.path or path)
     providers: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys([*registry.names(), *settings.providers]):
+    for name in env.provider_names():
+        table = settings.providers.get(name, {})
         entries: dict[str, Any] = {}
-        for setting, value in config.provider_settings(name, settings).items():
-            if setting != "api_key":
+        for setting, value in table.items():
+            if setting not in provider_config.KEY_FIELDS:
                 entries[setting] = {"value": config.masked(value, setting), "source": file}
-        for setting, var in config.SETTING_ENV.get(name, {}).items():
+        for setting, var in provider_config.setting_env(name, table).items():
             if os.environ.get(var):
                 entries[setting] = {"value": os.environ[var], "source": var}
         key, source = env.key_for(name)

@@ -43,6 +43,7 @@ class Status:
         meta: dict[str, Any] = {"name": self.name}
         if self.cls is not None:
             meta.update(self.cls.metadata())
+            meta["name"], meta["type"] = self.name, self.cls.name
         meta["configured"] = self.configured
         meta["status"] = self.reason
         if self.base_url is not None:
@@ -60,34 +61,31 @@ def provider_status(env: Env, name: str) -> Status:
     from ails import config
     from ails.errors import AilsError
     from ails.providers import registry
+    from ails.providers.base import Timeouts
 
     try:
-        cls = registry.provider_class(name)
+        cls = env.provider_type(name)
     except AilsError as exc:
         return Status(name, None, False, f"cannot be loaded: {exc}")
     settings = config.provider_settings(name, env.settings)
-    key, source = env.key_for(name) if "api_key" in cls.settings() else (None, None)
     try:
+        key, source = env.key_for(name) if "api_key" in cls.settings() else (None, None)
         # Building a provider does no I/O (sessions and models are opened on
         # first use), so this is the real check of the settings.
-        instance = cls(**env.provider_kwargs(name))
+        instance = registry.build(name, env.provider_kwargs(name), timeouts=Timeouts())
     except (AilsError, TypeError) as exc:
-        return Status(name, cls, False, str(exc), key_source=source, key=key, settings=settings)
-    base_url = getattr(instance, "base_url", None)
+        return Status(name, cls, False, str(exc), settings=settings)
+    base_url = instance.base_url
     status = Status(name, cls, True, "ready", base_url, source, key, settings)
-    if name == "local":
-        import importlib.util
-
-        if importlib.util.find_spec("xllamacpp") is None:
-            status.configured = False
-            status.reason = "runtime not installed: pip install 'ails[local]'"
+    missing = instance.readiness()
+    if missing is not None:
+        status.configured = False
+        if cls.needs_auth and not key:
+            hints = " or ".join(config.key_env_names(name, env.settings))
+            missing = f"needs a key: ails keys set {name} (or set {hints})"
+        status.reason = missing
     elif cls.needs_auth and not key:
-        if base_url is not None and base_url == cls.url:
-            status.configured = False
-            hints = " or ".join(config.key_env_names(name))
-            status.reason = f"needs a key: ails keys set {name} (or set {hints})"
-        else:
-            status.reason = "ready (no key: the server must not need one)"
+        status.reason = "ready (no key: the server must not need one)"
     elif key:
         status.reason = f"ready (key from {source})"
     return status
@@ -102,16 +100,15 @@ def _yes(flag: bool) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def models_cmd(remote: bool, as_json: bool) -> None:
     """List the models ails knows, the default and the aliases."""
-    from ails.providers import registry
-
     env = Env.load()
     rows: list[dict[str, Any]] = []
-    for name in registry.names():
+    for name in env.provider_names():
         status = provider_status(env, name)
         cls = status.cls
         known = list(cls.models) if cls is not None else []
         found = [(m, "built-in") for m in known]
-        if remote and status.configured and cls is not None and cls.url is not None:
+        remote_ok = cls is not None and (cls.url is not None or status.base_url is not None)
+        if remote and status.configured and remote_ok:
             found += [(m, "remote") for m in _remote_models(env, name) if m not in known]
         elif cls is not None and not known:
             found.append(("*", "any"))
@@ -173,10 +170,8 @@ def providers_cmd(ctx: click.Context, as_json: bool) -> None:
     """List providers, their metadata, and whether each is configured."""
     if ctx.invoked_subcommand is not None:
         return
-    from ails.providers import registry
-
     env = Env.load()
-    statuses = [provider_status(env, name) for name in registry.names()]
+    statuses = [provider_status(env, name) for name in env.provider_names()]
     if as_json:
         click.echo(json.dumps([s.metadata() for s in statuses], indent=2))
         return
@@ -200,14 +195,13 @@ def providers_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def providers_show(name: str, as_json: bool) -> None:
     """Everything about one provider: metadata, params, settings, key."""
-    from ails.providers import registry
-
-    if not registry.is_provider(name):
+    env = Env.load()
+    if not env.known(name):
         raise click.BadParameter(
-            f"unknown provider {name!r}; known: {', '.join(registry.names())}",
+            f"unknown provider {name!r}; known: {', '.join(env.provider_names())}",
             param_hint="'NAME'",
         )
-    meta = provider_status(Env.load(), name).metadata()
+    meta = provider_status(env, name).metadata()
     if as_json:
         click.echo(json.dumps(meta, indent=2))
         return

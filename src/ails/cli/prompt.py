@@ -79,7 +79,15 @@ def prompt_cmd(
     messages += history
     messages.append({"role": "user", "content": text})
     with env.client(full_model) as client:
-        answer = ask(client, full_model, messages, params, stream=not no_stream, as_json=as_json)
+        answer = ask(
+            client,
+            full_model,
+            messages,
+            params,
+            stream=not no_stream,
+            as_json=as_json,
+            ask_usage=env.asks_usage(full_model),
+        )
     if not no_log and (answer.text or not answer.interrupted):
         log_exchange(
             store,

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 #: An error body larger than this is cut: it is for a message, not a payload.
 MAX_ERROR_BODY = 64 * 1024
+#: The library's pool cap per provider instance (a gateway sets none).
+DEFAULT_MAX_CONNECTIONS = 256
 #: A non-streamed completion larger than this is refused (a hostile upstream
 #: must not make us buffer without bound).
 MAX_JSON_BODY = 32 * 1024 * 1024
@@ -119,7 +121,14 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes,
 
 
 class HTTPProvider(Provider):
-    """A provider that POSTs JSON to ``{base_url}/chat/completions``."""
+    """A provider that POSTs JSON to ``{base_url}/chat/completions``.
+
+    ``max_connections`` caps the connection pool (``None``: no cap, what a
+    gateway uses, since its clients' and the upstream's limits bound it). A
+    request that finds the cap reached waits for a free connection at most the
+    connect timeout (aiohttp counts the wait in ``connect``), and every such
+    wait is counted in ``pool_waits`` and logged, never silent.
+    """
 
     def __init__(
         self,
@@ -127,25 +136,48 @@ class HTTPProvider(Provider):
         base_url: str,
         timeouts: Timeouts | None = None,
         headers: dict[str, str] | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(timeouts=timeouts)
+        if max_connections is not None and (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise AilsError(f"max_connections must be a whole number >= 1, not {max_connections!r}")
         self.base_url = base_url.rstrip("/")
         self.extra_headers = dict(headers or {})
+        self.max_connections = max_connections
+        #: Requests that waited for a free connection because the cap was reached.
+        self.pool_waits = 0
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_queued_start.append(self._on_pool_wait)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=self.max_connections or 0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.timeouts.connect, connect=self.timeouts.connect
                 ),
                 auto_decompress=True,
+                trace_configs=[trace],
             )
             self._session_loop = loop
         return self._session
+
+    async def _on_pool_wait(self, session: Any, context: Any, params: Any) -> None:
+        self.pool_waits += 1
+        if self.pool_waits & (self.pool_waits - 1) == 0:  # 1, 2, 4, 8...: not one line each
+            log.warning(
+                "%s: all %s connections are busy; requests wait (%d so far)",
+                self.name,
+                self.max_connections,
+                self.pool_waits,
+            )
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -309,6 +341,7 @@ def _min_opt(a: float | None, b: float | None) -> float | None:
 
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "MAX_ERROR_BODY",
     "MAX_JSON_BODY",
     "HTTPProvider",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
@@ -117,8 +117,10 @@ class ChunkStream(ABC):
 class Provider(ABC):
     """Base of every provider. Subclasses set the metadata and ``connect``."""
 
-    #: Registry name, the part before the slash in ``"provider/model"``.
-    name: ClassVar[str]
+    #: The part before the slash in ``"provider/model"``: the type's registry
+    #: name on the class; an instance configured under a name of its own
+    #: (``[providers.groq] type = "openai"``) carries that name, in its errors too.
+    name: str
     #: Home page or default endpoint, for display; ``None`` when it is configuration.
     url: ClassVar[str | None] = None
     #: Models known in advance (a remote endpoint may serve others).
@@ -126,9 +128,27 @@ class Provider(ABC):
     default_model: ClassVar[str | None] = None
     supports_stream: ClassVar[bool] = True
     needs_auth: ClassVar[bool] = False
+    #: Environment variables that hold this type's API key (the official SDKs'
+    #: names), the first set one winning. Read only by the instance named as
+    #: the type: a key meant for OpenAI never goes to another server.
+    key_env: ClassVar[tuple[str, ...]] = ()
+    #: Environment variables that hold other settings and beat the config
+    #: file, e.g. ``{"base_url": "OPENAI_BASE_URL"}``.
+    setting_env: ClassVar[Mapping[str, str]] = {}
+    #: Where this instance sends its requests; ``None`` when not over HTTP.
+    base_url: str | None = None
 
     def __init__(self, *, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
+
+    def readiness(self) -> str | None:
+        """Why this instance cannot answer yet (a missing key, a runtime not
+        installed), without any I/O; ``None`` when it is ready."""
+        return None
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open now what the first request would open (a server calls this
+        before it listens: the embedded model loads its weights here)."""
 
     @abstractmethod
     async def connect(self, model: str, messages: list[Any], **params: Any) -> ChunkStream:

@@ -38,7 +38,7 @@ _STREAM_OPTIONS = {"include_usage": True}
 
 
 class LocalProvider(Provider):
-    name: ClassVar[str] = "local"
+    name = "local"
     url: ClassVar[str | None] = None
     models: ClassVar[tuple[str, ...]] = ("default",)
     default_model: ClassVar[str | None] = "default"
@@ -75,6 +75,16 @@ class LocalProvider(Provider):
 
     async def list_models(self) -> list[str]:
         return list(self.model_names())
+
+    def readiness(self) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("xllamacpp") is None:
+            return "runtime not installed: pip install 'ails[local]'"
+        return None
+
+    async def start(self) -> None:
+        await self.load()
 
     async def load(self) -> Runtime:
         """Load the model now (the first ``connect`` otherwise does): joins and

@@ -8,12 +8,19 @@ they are not given, so ``ails -m openai/MODEL`` works with no config file.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
 
 from ails.errors import AuthFailed
-from ails.providers._http import MAX_JSON_BODY, HTTPProvider, read_limited
+from ails.providers._http import (
+    DEFAULT_MAX_CONNECTIONS,
+    MAX_JSON_BODY,
+    HTTPProvider,
+    error_from_body,
+    read_limited,
+)
 from ails.providers.base import ChunkStream, Reply, Timeouts
 from ails.types import Completion
 
@@ -27,6 +34,8 @@ class OpenAIProvider(HTTPProvider):
     default_model = None
     supports_stream = True
     needs_auth = True
+    key_env = ("OPENAI_API_KEY",)
+    setting_env: ClassVar[Mapping[str, str]] = {"base_url": "OPENAI_BASE_URL"}
 
     def __init__(
         self,
@@ -34,14 +43,23 @@ class OpenAIProvider(HTTPProvider):
         base_url: str | None = None,
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         timeouts: Timeouts | None = None,
     ) -> None:
         super().__init__(
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or OFFICIAL_BASE_URL,
+            base_url=base_url or os.environ.get(self.setting_env["base_url"]) or OFFICIAL_BASE_URL,
             timeouts=timeouts,
             headers=headers,
+            max_connections=max_connections,
         )
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if api_key is None:
+            api_key = next((os.environ[v] for v in self.key_env if os.environ.get(v)), None)
+        self.api_key = api_key
+
+    def readiness(self) -> str | None:
+        if not self.api_key and self.base_url == OFFICIAL_BASE_URL:
+            return f"needs a key: set {' or '.join(self.key_env)}, or api_key in its config"
+        return None
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIProvider(base_url={self.base_url!r})"
@@ -53,7 +71,7 @@ class OpenAIProvider(HTTPProvider):
         elif self.base_url == OFFICIAL_BASE_URL:
             # Fail before the network: the official endpoint always wants a key.
             raise AuthFailed(
-                "no API key for the openai provider: set OPENAI_API_KEY, "
+                f"no API key for the {self.name} provider: set OPENAI_API_KEY, "
                 "or give base_url for a server that needs none",
                 provider=self.name,
             )
@@ -95,8 +113,6 @@ class OpenAIProvider(HTTPProvider):
         async with self.session().get(f"{self.base_url}/models", headers=headers) as resp:
             raw, _ = await read_limited(resp, MAX_JSON_BODY)
             if resp.status >= 400:
-                from ails.providers._http import error_from_body
-
                 raise error_from_body(resp.status, raw, provider=self.name)
         data = msgspec.json.decode(raw)
         items = data.get("data", []) if isinstance(data, dict) else []

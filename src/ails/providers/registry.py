@@ -1,22 +1,28 @@
-"""Find provider classes by name, and split ``"provider/model"`` names.
+"""Find provider types by name, build named instances, resolve model names.
 
 Built-ins are named by module path and imported on first use, so importing
 ``ails`` loads no backend (aiohttp, the model runtime). Third-party providers
 register under the entry-point group ``ails.providers``; the group is only read
 when a name is not a built-in. ``AILS_DISABLE_PLUGINS=1`` ignores them.
+
+A provider *instance* has a name: a registered type's own, or one the user
+chose (``[providers.groq] type = "openai"``); :func:`build` makes one, and
+:func:`resolve_model` is the one rule that turns a model name into
+``(provider name, model)`` for the library, the CLI and the gateway.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Collection, Mapping
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ails.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
-    from ails.providers.base import Provider
+    from ails.providers.base import Provider, Timeouts
 
 BUILTINS: dict[str, str] = {
     "local": "ails.providers.local:LocalProvider",
@@ -78,26 +84,78 @@ def default_model() -> str:
     return os.environ.get("AILS_MODEL") or DEFAULT_MODEL
 
 
+def resolve_alias(name: str, aliases: Mapping[str, str]) -> str:
+    """Follow aliases to the name they stand for (a cycle stops where it closes)."""
+    seen = set()
+    while name in aliases and name not in seen:
+        seen.add(name)
+        name = aliases[name]
+    return name
+
+
+def resolve_model(
+    name: str | None,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    configured: Collection[str] = (),
+    default: str | None = None,
+) -> tuple[str | None, str]:
+    """``"groq/llama-3"`` -> ``("groq", "llama-3")``: the one naming rule.
+
+    An alias is followed first; then ``PROVIDER/MODEL`` where PROVIDER is a
+    configured name or a registered type (a configured name wins over a plugin
+    of the same name: it is looked up first). Otherwise the name is bare
+    (``meta-llama/Llama-3`` included) and the provider is ``None``: the gateway
+    then asks its backends' model lists, the library and the CLI use the
+    default model's provider (:func:`split_model`).
+    """
+    name = resolve_alias(name or default or default_model(), aliases or {})
+    provider, sep, model = name.partition("/")
+    if sep and model and (provider in configured or is_provider(provider)):
+        return provider, model
+    return None, name
+
+
 def split_model(
     name: str | None,
     *,
-    aliases: dict[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    configured: Collection[str] = (),
     default: str | None = None,
 ) -> tuple[str, str]:
-    """``"openai/gpt-4o"`` -> ``("openai", "gpt-4o")``.
-
-    An alias is looked up first; a bare name (or one whose first part is not a
-    provider, like ``meta-llama/Llama-3``) goes to the default model's provider.
-    """
+    """:func:`resolve_model`, with a bare name sent to the default model's provider."""
     default = default or default_model()
-    if not name:
-        name = default
-    seen = set()
-    while aliases and name in aliases and name not in seen:
-        seen.add(name)
-        name = aliases[name]
-    provider, sep, model = name.partition("/")
-    if sep and model and is_provider(provider):
+    provider, model = resolve_model(name, aliases=aliases, configured=configured, default=default)
+    if provider is not None:
         return provider, model
-    default_provider, _, _ = default.partition("/")
-    return default_provider, name
+    return default.partition("/")[0], model
+
+
+def build(name: str, settings: Mapping[str, Any], *, timeouts: Timeouts) -> Provider:
+    """An instance named ``name``, of the type ``settings["type"]`` (default:
+    the type called ``name``), built with the rest of ``settings``.
+
+    An instance named otherwise than its type gets ``api_key=""`` when none is
+    given, so it never reads the type's own key variable (a key meant for
+    OpenAI is not sent to another server).
+    """
+    kwargs = dict(settings)
+    type_name = kwargs.pop("type", None) or name
+    if not isinstance(type_name, str):
+        raise ConfigError(f"provider {name!r}: type must be a provider type name")
+    cls = provider_class(type_name)
+    allowed = [s for s in cls.settings() if s != "timeouts"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"provider {name!r} ({type_name}) has no setting {', '.join(unknown)}; "
+            f"it takes: {', '.join(allowed)}"
+        )
+    if type_name != name and "api_key" in allowed:
+        kwargs.setdefault("api_key", "")
+    try:
+        instance = cls(**{"timeouts": timeouts, **kwargs})
+    except TypeError as exc:
+        raise ConfigError(f"provider {name!r}: {exc}") from None
+    instance.name = name
+    return instance

@@ -13,7 +13,7 @@ from typing import Any
 
 from ails._version import __version__
 from ails.errors import ConfigError
-from ails.providers._http import HTTPProvider
+from ails.providers._http import DEFAULT_MAX_CONNECTIONS, HTTPProvider
 from ails.providers.base import ChunkStream, Timeouts
 from ails.signing import last_message_text, signature_fields
 
@@ -34,6 +34,7 @@ class SignedProvider(HTTPProvider):
         *,
         base_url: str | None = None,
         headers: dict[str, str] | None = None,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
         timeouts: Timeouts | None = None,
     ) -> None:
         if not base_url:
@@ -41,7 +42,9 @@ class SignedProvider(HTTPProvider):
                 "the signed provider needs base_url (a server of the ails signed protocol, "
                 "e.g. http://127.0.0.1:8000/v1 for `ails serve --allow-signed`)"
             )
-        super().__init__(base_url=base_url, timeouts=timeouts, headers=headers)
+        super().__init__(
+            base_url=base_url, timeouts=timeouts, headers=headers, max_connections=max_connections
+        )
 
     def request_headers(self) -> dict[str, str]:
         return {

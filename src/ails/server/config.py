@@ -18,8 +18,8 @@ from typing import Any
 from yarl import URL
 
 from ails.errors import ConfigError
-from ails.server.config_file import SCALARS, check_file, load_file, read_lines
-from ails.server.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key
+from ails.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key, read_key, read_lines
+from ails.server.config_file import SCALARS, check_file, load_file
 from ails.server.limits import Quota, parse_quota
 from ails.server.policy import POLICIES
 from ails.server.ratelimit import KeySettings, key_tables
@@ -154,14 +154,7 @@ def _file_upstreams(items: Any, environ: Mapping[str, str]) -> list[UpstreamSett
         unknown = set(item) - {"url", "key", "key_file", "key_env", "name"}
         if unknown:
             raise ConfigError(f"config upstream #{i + 1}: unknown {', '.join(sorted(unknown))}")
-        key = item.get("key")
-        if isinstance(item.get("key_file"), str):
-            lines = read_lines(item["key_file"], "upstream key")
-            key = lines[0] if lines else None
-        if isinstance(item.get("key_env"), str):
-            key = environ.get(item["key_env"]) or key
-        if key is not None:
-            key = check_key(str(key), f"config upstream #{i + 1}")
+        key, _ = read_key(item, "key", f"config upstream #{i + 1}", environ)
         out.append(UpstreamSettings(url=item["url"], key=key, name=str(item.get("name") or "")))
     return out
 

@@ -16,17 +16,6 @@ else:  # pragma: no cover - depends on the interpreter
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 
-def read_lines(path: str, what: str) -> list[str]:
-    """Non-blank lines that are not ``#`` comments (key files)."""
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
-    return [
-        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
-    ]
-
-
 def load_file(path: str) -> dict[str, Any]:
     """A TOML config; its settings sit at the top level or in a ``[serve]`` table."""
     try:

@@ -36,8 +36,8 @@ from typing import Any
 import msgspec
 
 from ails.errors import ConfigError
+from ails.keyrules import read_key
 from ails.server.auth import bearer_token
-from ails.server.config_file import read_lines
 from ails.server.errors import GatewayError
 from ails.server.limits import Count, Counter, StateStore
 from ails.types import Chunk, Usage
@@ -79,13 +79,8 @@ def key_tables(tables: Any, environ: Mapping[str, str]) -> list[KeySettings]:
         unknown = set(item) - {"key", "key_env", "key_file", "rpm", "tpm"}
         if unknown:
             raise ConfigError(f"{where}: unknown {', '.join(sorted(unknown))}")
-        key = item.get("key")
-        if isinstance(item.get("key_file"), str):
-            lines = read_lines(item["key_file"], "API key")
-            key = lines[0] if lines else None
-        if isinstance(item.get("key_env"), str):
-            key = environ.get(item["key_env"]) or key
-        if not isinstance(key, str) or not key:
+        key, _ = read_key(item, "key", where, environ)
+        if key is None:
             raise ConfigError(f"{where} needs a key (key, key_env or key_file)")
         limits = {}
         for which in ("rpm", "tpm"):
