@@ -187,8 +187,8 @@ async def test_async_sdk_stream_and_non_stream(gw: Gateway) -> None:
 
 def test_models_list_names_backends_not_urls(gw: Gateway, up: Upstream) -> None:
     models = {m.id: m.owned_by for m in sdk(gw).models.list()}
-    assert models["test-model"] == "upstream0"
-    assert models["gpt-x"] == "upstream0"
+    assert models["test-model"] == "upstream1"
+    assert models["gpt-x"] == "upstream1"
     assert set(MODELS) <= set(models)
     status, _, body = raw_request(gw, "GET", "/v1/models")
     assert status == 200 and str(up.port).encode() not in body and b"127.0.0.1" not in body
@@ -196,7 +196,7 @@ def test_models_list_names_backends_not_urls(gw: Gateway, up: Upstream) -> None:
 
 def test_one_model_is_retrieved_by_name(gw: Gateway) -> None:
     model = sdk(gw).models.retrieve("test-model")
-    assert (model.id, model.owned_by, model.object) == ("test-model", "upstream0", "model")
+    assert (model.id, model.owned_by, model.object) == ("test-model", "upstream1", "model")
     with pytest.raises(openai.NotFoundError) as info:
         sdk(gw).models.retrieve("no-such-model")
     assert info.value.status_code == 404
@@ -447,7 +447,7 @@ def test_failure_mid_stream_ends_with_an_error_event(gw: Gateway, model: str) ->
         for _ in sdk(gw).chat.completions.create(model=model, messages=HELLO, stream=True):
             pass
     assert isinstance(info.value.body, dict) and info.value.body["code"] == err["code"]
-    assert info.value.message.startswith("upstream0: ")
+    assert info.value.message.startswith("upstream1: ")
     assert_serves(gw)
 
 
@@ -521,11 +521,11 @@ def test_fallback_to_the_next_upstream_that_lists_the_model(
     started = time.monotonic()
     reply = sdk(g).chat.completions.create(model="shared-model", messages=HELLO)
     assert reply.choices[0].message.content == "Hello, who are you? "
-    assert time.monotonic() - started >= 0.3  # upstream0 was tried, retried after a backoff
+    assert time.monotonic() - started >= 0.3  # upstream1 was tried, retried after a backoff
     assert len(up.requests) == 1
     assert up.requests[0].headers["authorization"] == "Bearer gateway-upstream-key-0001"
     owners = {m.id: m.owned_by for m in sdk(g).models.list()}
-    assert owners["shared-model"] == "upstream0" and owners["gone-model"] == "upstream2"
+    assert owners["shared-model"] == "upstream1" and owners["gone-model"] == "upstream3"
 
 
 def test_retry_before_the_first_byte(multi: tuple[Gateway, StatusUpstream, Upstream]) -> None:
@@ -544,7 +544,7 @@ def test_upstream_refusing_connections_is_502(
         with pytest.raises(openai.InternalServerError) as info:
             sdk(g).chat.completions.create(model="gone-model", messages=HELLO, stream=stream)
         assert info.value.status_code == 502
-        assert "upstream2" in info.value.message
+        assert "upstream3" in info.value.message
         assert "127.0.0.1" not in info.value.message  # where an upstream lives is not told
     assert_serves(g)
 

@@ -244,7 +244,7 @@ def test_api_keys_are_required_and_secrets_never_shown(gw: Gateway, upr: Upstrea
     assert reply.choices[0].message.content == "Hello, who are you? "
     assert upr.requests[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     models = client.models.list()
-    assert {m.id for m in models} == {"test-model", "gpt-3.5-turbo"}
+    assert {m.id for m in models} == {"test-model", "upstream1/test-model", "gpt-3.5-turbo"}
     assert UPSTREAM_KEY not in models.model_dump_json()
     assert gw.wait_for_log("GET /v1/models 200")
     assert UPSTREAM_KEY not in gw.log and CLIENT_KEY not in gw.log

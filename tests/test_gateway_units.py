@@ -274,7 +274,7 @@ url = "http://127.0.0.1:2/v1"
         ("upstream1", "env-key"),
     ]
     assert cfg.api_keys == ["file-key"] and cfg.aliases == {"gpt-3.5-turbo": "local/default"}
-    assert not cfg.serve_local
+    assert cfg.backend_names() == []
     cfg = build_config(
         file=str(tmp_path / "c.toml"),
         cli={"port": 9002, "api_key_file": str(tmp_path / "keys"), "upstream_key": ["one"],
@@ -282,9 +282,9 @@ url = "http://127.0.0.1:2/v1"
         environ={"AILS_API_KEYS": "e1,e2"},
     )  # fmt: skip
     assert cfg.port == 9002 and cfg.api_keys == ["k-file"] and cfg.aliases == {"a": "b"}
-    assert [u.key for u in cfg.upstreams] == ["one", "one"] and cfg.serve_local
+    assert [u.key for u in cfg.upstreams] == ["one", "one"] and cfg.backend_names() == ["local"]
     cfg = build_config(environ={"AILS_API_KEYS": "e1, e2"})
-    assert cfg.api_keys == ["e1", "e2"] and cfg.serve_local and cfg.upstreams == []
+    assert cfg.api_keys == ["e1", "e2"] and cfg.backend_names() == ["local"] and not cfg.upstreams
     assert "e1" not in repr(cfg)
 
 

@@ -55,19 +55,26 @@ except ails.BadRequest as exc:
 """
 
 
-def test_entry_point_plugin_is_found_and_used(tmp_path: Path) -> None:
-    (tmp_path / "ails_reverse.py").write_text(PLUGIN)
-    dist = tmp_path / "ails_reverse-0.1.dist-info"
+def install_plugin(where: Path, source: str) -> str:
+    """A real installed distribution (a dist-info with its entry point) in
+    ``where``; returns the PYTHONPATH that makes it visible."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "ails_reverse.py").write_text(source)
+    dist = where / "ails_reverse-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ails-reverse\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[ails.providers]\nreverse = ails_reverse:ReverseProvider\n"
     )
+    return str(where)
+
+
+def test_entry_point_plugin_is_found_and_used(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CHECK)],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": install_plugin(tmp_path, PLUGIN), "PATH": "/usr/bin:/bin"},
         check=False,
     )
     assert out.returncode == 0, out.stderr

@@ -308,7 +308,7 @@ def test_no_request_makes_the_gateway_call_another_url(open_up: Upstream) -> Non
         assert status == 200
         for model in [
             target, f"openai/{target}", f"{target}/chat/completions", "openai/test-model",
-            "signed/gpt-3.5-turbo", "local/default", "upstream0/test-model", "../test-model",
+            "signed/gpt-3.5-turbo", "local/default", "upstream9/test-model", "../test-model",
         ]:  # fmt: skip
             status, _, raw = request(
                 g, "POST", "/v1/chat/completions", {"model": model, "messages": HELLO}

@@ -151,6 +151,10 @@ class Router:
         gateway) may return ready ``(provider, model)`` pairs instead of names."""
         return [model or "", *self.fallbacks]
 
+    def retries_for(self, provider: Provider) -> int:
+        """Retries before the answer starts; a gateway sets them per backend."""
+        return self.max_retries
+
     async def _run(
         self, request: ChatRequest, attempt: Callable[[Provider, str, dict[str, Any]], Awaitable[T]]
     ) -> T:
@@ -168,12 +172,13 @@ class Router:
                     log.warning("skipping %s: %s", _label(target), exc)
                     continue
                 raise
-            for n in range(self.max_retries + 1):
+            retries = self.retries_for(provider)
+            for n in range(retries + 1):
                 try:
                     return await attempt(provider, model, dict(params))
                 except (ProviderError, Timeout, ProtocolError) as exc:
                     last = exc
-                    if n >= self.max_retries or not is_retryable(exc):
+                    if n >= retries or not is_retryable(exc):
                         break
                     retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
                     delay = retry_delay(n, retry_after)
@@ -183,7 +188,7 @@ class Router:
                         model,
                         delay,
                         n + 2,
-                        self.max_retries + 1,
+                        retries + 1,
                         exc,
                     )
                     await asyncio.sleep(delay)

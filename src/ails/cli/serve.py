@@ -54,7 +54,14 @@ class _RedactingFilter(logging.Filter):
     type=click.Path(dir_okay=False),
     help="file of upstream keys, one per line (keeps them out of `ps`)",
 )
-@click.option("--local", is_flag=True, help="also serve the embedded model next to upstreams")
+@click.option(
+    "--backend",
+    multiple=True,
+    metavar="NAME",
+    help="serve a provider: a [providers.NAME] table of the config files, or a provider "
+    "type such as local, signed or a plugin (repeatable; the order is the fallback order)",
+)
+@click.option("--local", is_flag=True, help="the same as --backend local")
 @click.option(
     "--alias",
     multiple=True,
@@ -166,6 +173,8 @@ def serve_cmd(config_file: str | None, log_level: str, **options: Any) -> None:
     _setup_logging(log_level, config)
     try:
         asyncio.run(_serve(config))
+    except ConfigError as exc:  # a backend that cannot be built: a usage error too
+        raise click.UsageError(str(exc)) from None
     except AilsError as exc:
         click.echo(f"ails: error: {exc}", err=True)
         sys.exit(1)
@@ -200,12 +209,13 @@ async def _serve(config: GatewayConfig) -> None:
     from aiohttp import web
 
     from ails.server import AccessLogger, build_app, create_gateway
+    from ails.server.backends import check_self_loop
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
     try:
-        if config.serve_local:
-            click.echo("ails: loading the embedded model...", err=True)
+        names = [b.name for b in gateway.router.backends]
+        click.echo(f"ails: starting {', '.join(names)}...", err=True)
         await gateway.start()
         runner = web.AppRunner(
             build_app(gateway, ui=config.ui),
@@ -229,6 +239,7 @@ async def _serve(config: GatewayConfig) -> None:
             # stop walking it on every request burst (~15% CPU per request, A/B).
             gc.freeze()
             host, port = runner.addresses[0][:2]
+            check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
             names = gateway.router.model_names()
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             click.echo(

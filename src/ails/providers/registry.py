@@ -32,6 +32,8 @@ BUILTINS: dict[str, str] = {
 
 #: The default model of the library, the CLI and the gateway.
 DEFAULT_MODEL = "local/default"
+#: The provider type a bare base URL makes (``ails serve --upstream URL``).
+URL_TYPE = "openai"
 
 _loaded: dict[str, type[Provider]] = {}
 

@@ -10,35 +10,37 @@ and touches no network; :meth:`Gateway.start` does that.
 
 from __future__ import annotations
 
-from typing import cast
+import os
+from collections.abc import Mapping
 
-from ails.providers.base import Provider, Timeouts
-from ails.providers.openai import OpenAIProvider
+from yarl import URL
+
 from ails.server.app import AccessLogger, Gateway, build_app
 from ails.server.auth import Authenticator
+from ails.server.backends import build_backends
 from ails.server.cache import ResponseCache
-from ails.server.config import GatewayConfig, UpstreamSettings, build_config, redact_url
+from ails.server.config import GatewayConfig, build_config, redact_url
 from ails.server.errors import Redactor
 from ails.server.limits import MemoryStore, StateStore
 from ails.server.policy import PolicyStore
 from ails.server.ratelimit import RateLimiter
-from ails.server.routing import GatewayRouter
+from ails.server.routing import Backend, GatewayRouter
 from ails.server.security import SecurityPolicy
 
 
-def upstream_provider(settings: UpstreamSettings, timeouts: Timeouts) -> OpenAIProvider:
-    """An OpenAI-compatible provider whose errors and logs name it by its
-    display name (``upstream0``), never by its URL.
-
-    The key is always explicit (``""`` for none), so the provider never falls
-    back to ``OPENAI_API_KEY`` and never sends a key meant for OpenAI to some
-    other server.
-    """
-    cls = cast(
-        "type[OpenAIProvider]",
-        type(f"Upstream_{settings.name}", (OpenAIProvider,), {"name": settings.name}),
-    )
-    return cls(base_url=settings.url, api_key=settings.key or "", timeouts=timeouts)
+def backend_addresses(backends: list[Backend]) -> dict[str, str]:
+    """Each backend's URL and ``host:port``, shown as ``<name>``: a client
+    learns which backend failed, not where it lives."""
+    out: dict[str, str] = {}
+    for backend in backends:
+        if backend.provider.base_url is None:
+            continue
+        url = URL(backend.provider.base_url)
+        label = f"<{backend.name}>"
+        out[str(url).rstrip("/")] = label
+        if url.host:
+            out[f"{url.host}:{url.port}"] = label
+    return out
 
 
 def shared_store(config: GatewayConfig) -> StateStore:
@@ -56,20 +58,16 @@ def shared_store(config: GatewayConfig) -> StateStore:
     return PolicyStore(redis, fail_open=config.redis_failure == "open")
 
 
-def create_gateway(config: GatewayConfig, *, store: StateStore | None = None) -> Gateway:
-    timeouts = Timeouts(
-        connect=config.connect_timeout, idle=config.idle_timeout, total=config.timeout
-    )
-    redact = Redactor(config.secrets(), names=config.upstream_addresses())
-    upstreams = [upstream_provider(u, timeouts) for u in config.upstreams]
-    local: Provider | None = None
-    if config.serve_local:
-        from ails.providers.local import LocalProvider
-
-        local = LocalProvider(timeouts=timeouts)
+def create_gateway(
+    config: GatewayConfig,
+    *,
+    store: StateStore | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Gateway:
+    backends, keys = build_backends(config, os.environ if environ is None else environ)
+    redact = Redactor([*config.secrets(), *keys], names=backend_addresses(backends))
     router = GatewayRouter(
-        upstreams=upstreams,
-        local=local,
+        backends,
         aliases=config.aliases,
         max_retries=config.max_retries,
         refresh_interval=config.models_refresh,
@@ -111,5 +109,4 @@ __all__ = [
     "build_config",
     "create_gateway",
     "shared_store",
-    "upstream_provider",
 ]

@@ -95,12 +95,8 @@ class Gateway:
         )
 
     async def start(self) -> None:
-        """Load the embedded model (so the first request is not the slow one) and
-        fetch the upstreams' model lists."""
-        local = self.router.local
-        load = getattr(local, "load", None)
-        if load is not None:
-            await load()
+        """Open the backends (the embedded model loads, so the first request is
+        not the slow one) and fetch their model lists."""
         await self.router.start()
         await self.auth.store.health()  # an unreachable Redis is logged at once
 

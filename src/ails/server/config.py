@@ -19,6 +19,7 @@ from yarl import URL
 
 from ails.errors import ConfigError
 from ails.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key, read_key, read_lines
+from ails.providers.registry import DEFAULT_MODEL
 from ails.server.config_file import SCALARS, check_file, load_file
 from ails.server.limits import Quota, parse_quota
 from ails.server.policy import POLICIES
@@ -52,7 +53,13 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     upstreams: list[UpstreamSettings] = field(default_factory=list)
-    #: ``None``: serve the embedded model only when there is no upstream.
+    #: Providers served by name (``--backend``), in fallback order, before
+    #: the upstreams; their ``[providers.NAME]`` tables, from the user's
+    #: config.toml and the ``--config`` file (which wins for the same NAME).
+    backends: list[str] = field(default_factory=list)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    #: ``--local``: the same as ``--backend local``. ``None``: serve the
+    #: embedded model only when no backend and no upstream is given.
     local: bool | None = None
     aliases: dict[str, str] = field(default_factory=dict)
     api_keys: list[str] = field(default_factory=list, repr=False)
@@ -94,9 +101,15 @@ class GatewayConfig:
     tpm: int | None = None
     keys: list[KeySettings] = field(default_factory=list, repr=False)
 
-    @property
-    def serve_local(self) -> bool:
-        return self.local if self.local is not None else not self.upstreams
+    def backend_names(self) -> list[str]:
+        """The named backends in order: ``--backend``s, then ``--local``'s."""
+        default = DEFAULT_MODEL.partition("/")[0]
+        names = list(dict.fromkeys(self.backends))
+        if self.local and default not in names:
+            names.append(default)
+        if not names and not self.upstreams and self.local is None:
+            names = [default]
+        return names
 
     def secrets(self) -> list[str]:
         """Everything that must never be shown: keys and URL credentials."""
@@ -107,17 +120,6 @@ class GatewayConfig:
             url = URL(u.url)
             if url.password:
                 out += [url.password, f"{url.user}:{url.password}"]
-        return out
-
-    def upstream_addresses(self) -> dict[str, str]:
-        """Each upstream's URL and ``host:port``, to be shown as ``<name>``."""
-        out: dict[str, str] = {}
-        for u in self.upstreams:
-            url = URL(u.url)
-            label = f"<{u.name}>"
-            out[str(url).rstrip("/")] = label
-            if url.host:
-                out[f"{url.host}:{url.port}"] = label
         return out
 
 
@@ -196,6 +198,8 @@ def build_config(
     cfg.allowed_hosts = list(cli.get("allowed_host") or data.get("allowed_hosts", []))
     cfg.cors_origins = list(cli.get("cors_origin") or data.get("cors_origins", []))
     cfg.aliases = dict(data.get("aliases", {}))
+    cfg.backends = list(cli.get("backend") or data.get("backends", []))
+    cfg.providers = {**_user_providers(), **data.get("providers", {})}
 
     # Upstreams and their keys: command line > file; AILS_UPSTREAM_KEY fills gaps.
     if cli.get("upstream"):
@@ -271,6 +275,13 @@ def build_config(
     return cfg
 
 
+def _user_providers() -> dict[str, dict[str, Any]]:
+    """The ``[providers.NAME]`` tables of the user's config.toml (or ``AILS_CONFIG``)."""
+    from ails import config
+
+    return config.load().providers
+
+
 def _client_keys(
     cli: Mapping[str, Any], data: Mapping[str, Any], env: Mapping[str, str]
 ) -> list[tuple[str, str]]:
@@ -294,19 +305,24 @@ def _client_keys(
 def _finish(cfg: GatewayConfig) -> None:
     """Names for the upstreams, and every check that needs the whole picture."""
     names: set[str] = set()
-    for i, u in enumerate(cfg.upstreams):
+    unnamed = 0
+    for u in cfg.upstreams:
         url = URL(u.url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(
                 f"an upstream is an http(s) base URL like http://host:port/v1, "
                 f"not {redact_url(u.url)!r}"
             )
-        u.name = u.name or f"upstream{i}"
-        if u.name in names or u.name == "local":
+        if not u.name:
+            unnamed += 1
+            u.name = f"upstream{unnamed}"
+        if u.name in names or u.name in cfg.backend_names():
             raise ConfigError(f"two backends are named {u.name!r}")
         names.add(u.name)
-    if not cfg.upstreams and cfg.local is False:
-        raise ConfigError("nothing to serve: give --upstream URL, or serve the embedded model")
+    if not cfg.upstreams and not cfg.backend_names():
+        raise ConfigError(
+            "nothing to serve: give --backend NAME or --upstream URL, or serve the embedded model"
+        )
     for label, value, low in (
         ("port", cfg.port, 0),
         ("max_body_bytes", cfg.max_body_bytes, 1024),

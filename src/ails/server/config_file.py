@@ -28,6 +28,8 @@ def load_file(path: str) -> dict[str, Any]:
     serve = data.get("serve", data)
     if not isinstance(serve, dict):
         raise ConfigError(f"{path}: [serve] must be a table")
+    if serve is not data and "providers" in data:  # [providers.NAME] beside [serve]
+        serve = {**serve, "providers": data["providers"]}
     return serve
 
 
@@ -59,8 +61,15 @@ SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "rpm": (int, "an integer"),
     "tpm": (int, "an integer"),
 }
-_LISTS = ("api_keys", "trusted_proxies", "upstreams", "allowed_hosts", "cors_origins")
-_KNOWN = set(SCALARS) | set(_LISTS) | {"aliases", "keys"}
+_LISTS = (
+    "api_keys",
+    "trusted_proxies",
+    "upstreams",
+    "allowed_hosts",
+    "cors_origins",
+    "backends",
+)
+_KNOWN = set(SCALARS) | set(_LISTS) | {"aliases", "keys", "providers"}
 
 
 def check_file(data: Mapping[str, Any]) -> None:
@@ -77,10 +86,13 @@ def check_file(data: Mapping[str, Any]) -> None:
             or (isinstance(value, bool) and bool not in _as_tuple(types))
         ):
             raise ConfigError(f"config setting {key} must be {what}, not {value!r}")
-    for key in ("api_keys", "trusted_proxies", "allowed_hosts", "cors_origins"):
+    for key in ("api_keys", "trusted_proxies", "allowed_hosts", "cors_origins", "backends"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"config setting {key} must be a list of strings")
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
+        raise ConfigError("config [providers.NAME] must be tables")
     aliases = data.get("aliases", {})
     if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
         raise ConfigError('config [aliases] must map names to model names: "NAME" = "MODEL"')

@@ -315,7 +315,7 @@ def openapi_document(
                         "owned_by": {
                             "type": "string",
                             "description": "The backend's display name "
-                            "(upstream0, local, ...), never its URL.",
+                            "(upstream1, local, ...), never its URL.",
                         },
                     },
                 },

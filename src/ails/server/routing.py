@@ -1,19 +1,21 @@
 """Which backend serves which model name.
 
-The gateway serves:
+A backend is any provider instance (an ``--upstream`` URL, a provider named in
+the config file, the embedded model, a plugin). The gateway serves:
 
-* every model an upstream's ``/v1/models`` lists, under that exact name; a
-  name listed by several upstreams goes to them in the order they were
-  configured, the later ones as fallbacks;
-* the embedded model, when enabled, as ``local/default`` and ``default``
-  (after any upstream that lists ``default`` itself);
+* every model a backend lists (``list_models``; for an HTTP upstream its
+  ``/v1/models``, cut to the backend's ``models`` allow-list when it has one)
+  under that exact name, and always also as ``NAME/MODEL``. A bare name
+  listed by several backends goes to them in the configured order, the later
+  ones as fallbacks; ``NAME/MODEL`` goes to that backend only;
 * aliases (``NAME=TARGET``), where TARGET is any name above (or another alias).
 
-Upstream lists are fetched at startup and again when a request names a model
-nobody lists, at most once per ``refresh_interval``, so a model added upstream
-later starts working without a restart. Retries and fallbacks are the
+The lists are fetched at start and again when a request names a model nobody
+lists, at most once per ``refresh_interval``, so a model added upstream later
+starts working without a restart. Names are resolved by the library's one rule
+(:func:`ails.providers.registry.resolve_alias`). Retries and fallbacks are the
 library's :class:`~ails.router.Router`; this subclass only hands it ready
-``(provider, model)`` pairs.
+``(provider, model)`` pairs, with each backend's own retry count.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
 
 from ails.errors import ConfigError
+from ails.providers import registry
 from ails.providers.base import Provider, Timeouts
 from ails.router import ProviderPool, Router
 from ails.server.errors import Redactor
@@ -35,12 +39,26 @@ _Target = str | tuple[Provider, str]
 _encode = msgspec.json.Encoder().encode
 
 
+@dataclass
+class Backend:
+    """A provider instance as the gateway uses it."""
+
+    provider: Provider
+    #: Retries before the answer starts; ``None``: the gateway's default.
+    retries: int | None = None
+    #: Only these models are served (``None``: whatever the backend lists).
+    models: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+
 class GatewayRouter(Router):
     def __init__(
         self,
+        backends: Sequence[Backend] = (),
         *,
-        upstreams: Sequence[Provider] = (),
-        local: Provider | None = None,
         aliases: dict[str, str] | None = None,
         max_retries: int = 2,
         refresh_interval: float = 30.0,
@@ -48,14 +66,13 @@ class GatewayRouter(Router):
         redact: Redactor | None = None,
     ) -> None:
         super().__init__(ProviderPool(timeouts=Timeouts()), max_retries=max_retries)
-        self.upstreams = list(upstreams)
-        self.local = local
+        self.backends = list(backends)
         self.gateway_aliases = dict(aliases or {})
         self.refresh_interval = refresh_interval
         self.list_timeout = list_timeout
         self.redact = redact or Redactor()
-        self._lists: list[list[str]] = [[] for _ in self.upstreams]
-        self._local_names: list[str] = []
+        self._retries = {id(b.provider): b.retries for b in self.backends if b.retries is not None}
+        self._lists: list[list[str]] = [[] for _ in self.backends]
         self._table: dict[str, list[_Target]] = {}
         self._owners: dict[str, str] = {}
         self.models_body = b'{"object":"list","data":[]}'
@@ -65,27 +82,27 @@ class GatewayRouter(Router):
     # -- the model table ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Fetch every list now; check that the aliases can ever work."""
-        if self.local is not None:
-            self._local_names = await self.local.list_models()
+        """Open every backend (the embedded model loads here), fetch every
+        list, and check that the aliases can ever work."""
+        names = {b.name for b in self.backends}
         for alias, target in self.gateway_aliases.items():
-            if target.startswith("local/") and self.local is None:
+            owner, _ = registry.resolve_model(
+                registry.resolve_alias(target, self.gateway_aliases), configured=names
+            )
+            if owner is not None and owner not in names:
                 raise ConfigError(
-                    f"alias {alias}={target} points at the embedded model, which this gateway "
-                    "does not serve (add --local)"
+                    f"alias {alias}={target} points at {owner}, which this gateway does not "
+                    f"serve (its backends: {', '.join(sorted(names))})"
                 )
+        for backend in self.backends:
+            await backend.provider.start()
         await self.refresh(force=True)
         for alias, target in self.gateway_aliases.items():
             if alias not in self._table:
-                log.warning(
-                    "alias %s=%s: no backend serves %s yet (it may appear later)",
-                    alias,
-                    target,
-                    target,
-                )
+                log.warning("alias %s=%s: no backend serves %s yet", alias, target, target)
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Ask every upstream for its models; keep the old list of one that fails."""
+        """Ask every backend for its models; keep the old list of one that fails."""
         async with self._lock:
             loop = asyncio.get_running_loop()
             if (
@@ -95,7 +112,10 @@ class GatewayRouter(Router):
             ):
                 return
             results = await asyncio.gather(
-                *(asyncio.wait_for(u.list_models(), self.list_timeout) for u in self.upstreams),
+                *(
+                    asyncio.wait_for(b.provider.list_models(), self.list_timeout)
+                    for b in self.backends
+                ),
                 return_exceptions=True,
             )
             for i, result in enumerate(results):
@@ -104,11 +124,12 @@ class GatewayRouter(Router):
                         raise result
                     log.warning(
                         "could not list the models of %s: %s",
-                        self.upstreams[i].name,
+                        self.backends[i].name,
                         self.redact(f"{type(result).__name__}: {result}"),
                     )
                 else:
-                    self._lists[i] = result
+                    allowed = self.backends[i].models
+                    self._lists[i] = [m for m in result if allowed is None or m in allowed]
             self._last_refresh = loop.time()
             self._rebuild()
 
@@ -120,15 +141,14 @@ class GatewayRouter(Router):
             table.setdefault(name, []).append((provider, model))
             owners.setdefault(name, provider.name)
 
-        for provider, models in zip(self.upstreams, self._lists, strict=True):
+        for backend, models in zip(self.backends, self._lists, strict=True):
             for model in models:
-                add(model, provider, model)
-        if self.local is not None:
-            for model in self._local_names:
-                add(f"local/{model}", self.local, model)
-                add(model, self.local, model)
+                add(model, backend.provider, model)
+        for backend, models in zip(self.backends, self._lists, strict=True):
+            for model in models:
+                add(f"{backend.name}/{model}", backend.provider, model)
         for alias in self.gateway_aliases:
-            target = self._resolve_alias(alias)
+            target = registry.resolve_alias(alias, self.gateway_aliases)
             if target in table:
                 table[alias] = table[target]
                 owners[alias] = owners[target]
@@ -140,17 +160,9 @@ class GatewayRouter(Router):
         ]
         self.models_body = _encode({"object": "list", "data": data})
 
-    def _resolve_alias(self, name: str) -> str:
-        seen = {name}
-        target = self.gateway_aliases[name]
-        while target in self.gateway_aliases and target not in seen:
-            seen.add(target)
-            target = self.gateway_aliases[target]
-        return target
-
     def canonical(self, model: str) -> str:
         """The name an alias stands for (the name itself when it is none)."""
-        return self._resolve_alias(model) if model in self.gateway_aliases else model
+        return registry.resolve_alias(model, self.gateway_aliases)
 
     def model_names(self) -> list[str]:
         return list(self._owners)
@@ -166,20 +178,23 @@ class GatewayRouter(Router):
         """Whether some backend serves ``model``, refreshing the lists if not (rate-limited)."""
         if model in self._table:
             return True
-        if self.upstreams:
+        if self.backends:
             await self.refresh()
         return model in self._table
 
     def targets(self, model: str | None) -> list[_Target]:
         return self._table.get(model or "", [])
 
+    def retries_for(self, provider: Provider) -> int:
+        return self._retries.get(id(provider), self.max_retries)
+
     async def aclose(self) -> None:
-        for provider in [*self.upstreams, *([self.local] if self.local else [])]:
+        for backend in self.backends:
             try:
-                await provider.aclose()
+                await backend.provider.aclose()
             except Exception as exc:  # shutting down: report, go on closing the rest
-                log.warning("closing %s: %s", provider.name, exc)
+                log.warning("closing %s: %s", backend.name, exc)
         await self.pool.aclose()
 
 
-__all__ = ["GatewayRouter"]
+__all__ = ["Backend", "GatewayRouter"]
