@@ -482,7 +482,7 @@ def test_model_output_is_never_html(tab: Page, gateway: GatewayProcess) -> None:
 def test_model_picker_lists_the_gateways_models(tab: Page, gateway: GatewayProcess) -> None:
     page = tab.open(gateway)
     options = page.locator("#model option").evaluate_all("els => els.map(e => e.value)")
-    assert sorted(options) == sorted(MODELS)
+    assert sorted(options) == sorted(MODELS + [f"upstream1/{m}" for m in MODELS])
 
 
 @pytest.mark.ui
