@@ -25,8 +25,9 @@ from ails.server.app import cap_tokens
 from ails.server.auth import Authenticator, bearer_token
 from ails.server.config import build_config, is_loopback, parse_alias
 from ails.server.errors import GatewayError, Redactor, from_ails_error, stream_error_event
-from ails.server.limits import MemoryStore, Quota, parse_quota, window_slot
+from ails.server.limits import Quota, parse_quota, window_slot
 from ails.server.openapi import openapi_document
+from ails.server.state import MemoryStore
 from ails.server.validation import validate
 from ails.types import Chunk, ChunkChoice, Delta, Usage
 from ails.wire import frame_batch

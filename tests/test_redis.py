@@ -31,9 +31,9 @@ import pytest
 import redis
 from multidict import CIMultiDict
 
-from ails.server.limits import Counter, MemoryStore, StateStore
 from ails.server.ratelimit import FLUSH_S
 from ails.server.redis_store import RedisStore
+from ails.server.state import Counter, MemoryStore, StateStore
 from ails.signing import format_timestamp, sign
 from gateway_proc import Gateway
 from redis_proc import RedisServer, require_redis_server

@@ -31,8 +31,8 @@ import pytest
 from ails.errors import ConfigError, SignatureError
 from ails.server.auth import Authenticator
 from ails.server.config import build_config
-from ails.server.limits import MemoryStore
 from ails.server.security import SecurityPolicy, check_cors_origin
+from ails.server.state import MemoryStore
 from ails.signing import format_timestamp, sign, verify
 from gateway_proc import Gateway, run_serve
 from upstream import Upstream

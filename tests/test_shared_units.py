@@ -16,7 +16,6 @@ from ails.errors import ConfigError
 from ails.server.cache import cache_key
 from ails.server.config import build_config
 from ails.server.errors import GatewayError
-from ails.server.limits import Count, Counter, MemoryStore, StateStore, StateUnavailable
 from ails.server.policy import PolicyStore
 from ails.server.ratelimit import (
     RateLimiter,
@@ -27,6 +26,7 @@ from ails.server.ratelimit import (
     estimate_tokens,
     format_reset,
 )
+from ails.server.state import Count, Counter, MemoryStore, StateStore, StateUnavailable
 from ails.types import Chunk
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}

@@ -21,11 +21,11 @@ from ails.server.backends import build_backends
 from ails.server.cache import ResponseCache
 from ails.server.config import GatewayConfig, build_config, redact_url
 from ails.server.errors import Redactor
-from ails.server.limits import MemoryStore, StateStore
 from ails.server.policy import PolicyStore
 from ails.server.ratelimit import RateLimiter
 from ails.server.routing import Backend, GatewayRouter
 from ails.server.security import SecurityPolicy
+from ails.server.state import MemoryStore, StateStore
 
 
 def backend_addresses(backends: list[Backend]) -> dict[str, str]:

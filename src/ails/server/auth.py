@@ -27,7 +27,8 @@ from aiohttp import web
 
 from ails.errors import SignatureError
 from ails.server.errors import GatewayError
-from ails.server.limits import Quota, StateStore
+from ails.server.limits import Quota
+from ails.server.state import StateStore
 from ails.signing import DEFAULT_WINDOW_MS, verify
 
 SIGNED_FIELDS = ("d", "t", "s")

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ails.server.limits import StateStore
+from ails.server.state import StateStore
 
 #: Fields that do not change the answer, left out of the key.
 IGNORED = frozenset({"user", "stream", "stream_options"})

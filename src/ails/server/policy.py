@@ -24,7 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ails.server.errors import GatewayError
-from ails.server.limits import Count, Counter, StateStore, StateUnavailable, window_slot
+from ails.server.limits import window_slot
+from ails.server.state import Count, Counter, StateStore, StateUnavailable
 
 log = logging.getLogger("ails.server")
 

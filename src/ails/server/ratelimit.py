@@ -1,6 +1,6 @@
 """Rate limits per API key: requests per minute and tokens per minute.
 
-Limits are counted in the gateway's :class:`~ails.server.limits.StateStore`
+Limits are counted in the gateway's :class:`~ails.server.state.StateStore`
 (in memory, or in Redis shared by every replica) in fixed one-minute windows
 aligned to the Unix epoch, under the key's SHA-256 digest: the key itself is
 never stored.
@@ -39,7 +39,7 @@ from ails.errors import ConfigError
 from ails.keyrules import read_key
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.limits import Count, Counter, StateStore
+from ails.server.state import Count, Counter, StateStore
 from ails.types import Chunk, Usage
 
 log = logging.getLogger("ails.server")

@@ -38,7 +38,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ails.server.limits import Count, Counter, StateStore, StateUnavailable, window_slot
+from ails.server.limits import window_slot
+from ails.server.state import Count, Counter, StateStore, StateUnavailable
 
 log = logging.getLogger("ails.server")
 
