@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from ails.errors import SignatureError
-from ails.server.errors import GatewayError
+from ails.server.errors import GatewayError, signature_refusal
 from ails.server.limits import Quota
 from ails.server.state import StateStore
 from ails.signing import DEFAULT_WINDOW_MS, verify
@@ -131,10 +131,7 @@ class Authenticator:
         try:
             verify(body, now_ms=self._clock_ms(), window_ms=self.window_ms)
         except SignatureError as exc:
-            status = 400 if exc.code == "signature_malformed" else 401
-            raise GatewayError(
-                status, f"signed request refused: {exc.message}", code=exc.code
-            ) from None
+            raise signature_refusal(exc, "signed request refused: ") from None
         keyed = bool(self._digests) and self.key_valid(request.headers.get("Authorization"))
         if not keyed and not self.allow_signed:
             raise GatewayError(
@@ -145,11 +142,12 @@ class Authenticator:
             )
         ttl = 2 * self.window_ms / 1000
         if await self.store.seen_before(f"replay:{body['t']}:{body['s']}", ttl):
-            raise GatewayError(
-                401,
-                "signed request refused: this signature was already used (a replayed body); "
-                "sign every request afresh",
-                code="signature_replayed",
+            raise signature_refusal(
+                SignatureError(
+                    "this signature was already used (a replayed body); sign every request afresh",
+                    code="signature_replayed",
+                ),
+                "signed request refused: ",
             )
         if not keyed and self.quota is not None:
             client = self.client_address(request)

@@ -103,14 +103,30 @@ class Redactor:
         return text
 
 
+#: The HTTP status of each way a signed body can fail (``SignatureError.code``):
+#: a body that is not even well formed is the client's bad request; one that
+#: is well formed but not (or no longer) valid is refused authentication.
+SIGNATURE_STATUS: Mapping[str, int] = {
+    "signature_malformed": 400,
+    "signature_stale": 401,
+    "signature_invalid": 401,
+    "signature_replayed": 401,
+}
+
+
+def signature_refusal(exc: SignatureError, prefix: str = "") -> GatewayError:
+    return GatewayError(
+        SIGNATURE_STATUS.get(exc.code or "", 401), prefix + exc.message, code=exc.code
+    )
+
+
 def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
     """The gateway's answer for an error raised before the response started."""
     message = redact(exc.message)
     provider = getattr(exc, "provider", None)
     where = f"{provider}: " if provider else ""
     if isinstance(exc, SignatureError):
-        status = 400 if exc.code == "signature_malformed" else 401
-        return GatewayError(status, message, code=exc.code)
+        return signature_refusal(exc)
     if isinstance(exc, AuthFailed):
         # The upstream refused *our* key: the client cannot fix that, and the
         # upstream's message may quote the key, so it is not passed on.
@@ -169,10 +185,12 @@ def stream_error_event(exc: BaseException, redact: Redactor) -> bytes:
 
 
 __all__ = [
+    "SIGNATURE_STATUS",
     "GatewayError",
     "Redactor",
     "default_type",
     "error_response",
     "from_ails_error",
+    "signature_refusal",
     "stream_error_event",
 ]
