@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -54,7 +55,17 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers
 
-    def body(self) -> bytes:
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+    def body_json(self) -> bytes:
         return error_json(self.message, type=self.type, code=self.code, param=self.param)
 
 
@@ -75,7 +86,9 @@ def error_response(err: GatewayError, *, request_id: str | None = None) -> web.R
     headers = dict(err.headers or {})
     if request_id is not None:
         headers["x-request-id"] = request_id
-    return web.Response(status=err.status, body=err.body(), content_type=JSON_TYPE, headers=headers)
+    return web.Response(
+        status=err.status, body=err.body_json(), content_type=JSON_TYPE, headers=headers
+    )
 
 
 class Redactor:
