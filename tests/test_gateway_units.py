@@ -325,3 +325,41 @@ def test_public_bind_is_allowed_with_a_key_or_explicitly() -> None:
     assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
     assert parse_alias(" a = local/default ") == ("a", "local/default")
+
+
+# -- the options' one declaration --------------------------------------------------------
+
+
+def test_every_option_is_a_flag_a_file_key_and_an_environment_variable(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ails.cli.serve import serve_cmd
+    from ails.server.options import declared, env_of, file_key_of, flag_of
+
+    shown = CliRunner().invoke(serve_cmd, ["--help"], terminal_width=200).output
+    for name, opt in declared():
+        assert f"--{flag_of(name, opt)}" in shown, name
+        if not opt.multiple:
+            assert env_of(name, opt).startswith(("AILS_SERVE_", "AILS_REDIS_URL")), name
+            assert file_key_of(name, opt) == name
+    cfg = build_config(
+        environ={
+            "AILS_SERVE_PORT": "9005",
+            "AILS_SERVE_ACCESS_LOG": "no",
+            "AILS_SERVE_TIMEOUT": "0",
+            "AILS_SERVE_REDIS_FAILURE": "open",
+        }
+    )
+    assert (cfg.port, cfg.access_log, cfg.timeout, cfg.redis_failure) == (9005, False, None, "open")
+    (tmp_path / "c.toml").write_text("port = 9006\naccess_log = true\n")
+    # The environment beats the file, the command line beats both.
+    cfg = build_config(file=str(tmp_path / "c.toml"), environ={"AILS_SERVE_PORT": "9007"})
+    assert (cfg.port, cfg.access_log) == (9007, True)
+    cfg = build_config(
+        file=str(tmp_path / "c.toml"), cli={"port": 9008}, environ={"AILS_SERVE_PORT": "9007"}
+    )
+    assert cfg.port == 9008
+    with pytest.raises(ConfigError, match="AILS_SERVE_PORT must be a whole number"):
+        build_config(environ={"AILS_SERVE_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="redis_failure is 'closed' or 'open'"):
+        build_config(environ={"AILS_SERVE_REDIS_FAILURE": "maybe"})

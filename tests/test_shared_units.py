@@ -188,7 +188,7 @@ rpm = 0
         ({"redis": "http://127.0.0.1:6379"}, "redis://"),
         ({"redis_failure": "maybe"}, "'closed' or 'open'"),
         ({"cache_ttl": -1}, "cache_ttl"),
-        ({"api_key": ["k"], "tpm": -1}, "rpm and tpm"),
+        ({"api_key": ["k"], "tpm": -1}, "tpm must be at least 0"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(cli: dict[str, Any], message: str) -> None:

@@ -101,13 +101,13 @@ class Settings:
     path: Path | None = None
 
 
-def load(path: Path | None = None) -> Settings:
-    """Read and check the config file; a missing file is an empty config."""
-    path = path or config_path()
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The one TOML reader: a file's tables, ``None`` when it does not exist,
+    a :class:`ConfigError` naming the file when it cannot be read or parsed."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Settings(path=path)
+        return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     if sys.version_info >= (3, 11):
@@ -115,9 +115,18 @@ def load(path: Path | None = None) -> Settings:
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+        return data
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load(path: Path | None = None) -> Settings:
+    """Read and check the config file; a missing file is an empty config."""
+    path = path or config_path()
+    data = read_toml(path)
+    if data is None:
+        return Settings(path=path)
     return parse(data, path)
 
 

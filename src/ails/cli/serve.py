@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -33,123 +34,39 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def gateway_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """A click option for every declared gateway option (server/options.py):
+    a flag per scalar, a repeatable flag per list, ``--x/--no-x`` per switch;
+    ``None`` (or an empty tuple) when not given, so lower layers show through."""
+    from ails.server.options import declared, env_of, flag_of
+
+    for name, opt in reversed(list(declared())):
+        flag = flag_of(name, opt)
+        if not flag:
+            continue
+        dest = flag.replace("-", "_")
+        env = env_of(name, opt)
+        help_text = opt.help + (f" [env {env}]" if env else "")
+        if opt.kind is bool:
+            f = click.option(f"--{flag}/--no-{flag}", dest, default=None, help=help_text)(f)
+            continue
+        kind: Any = click.Choice(list(opt.choices)) if opt.choices else opt.kind
+        if opt.metavar == "PATH":
+            kind = click.Path(dir_okay=False)
+        f = click.option(
+            f"--{flag}",
+            dest,
+            type=kind,
+            multiple=opt.multiple,
+            metavar=opt.metavar,
+            help=help_text,
+        )(f)
+    return f
+
+
 @click.command("serve")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file")
-@click.option("--host", help="address to bind (default 127.0.0.1)")
-@click.option("--port", type=int, help="port (default 8000; 0 picks a free one)")
-@click.option(
-    "--upstream",
-    multiple=True,
-    metavar="URL",
-    help="OpenAI-compatible base URL (repeatable; the order is the fallback order)",
-)
-@click.option(
-    "--upstream-key",
-    multiple=True,
-    metavar="KEY",
-    help="key for the upstreams: one for all, or one per --upstream in order",
-)
-@click.option(
-    "--upstream-key-file",
-    type=click.Path(dir_okay=False),
-    help="file of upstream keys, one per line (keeps them out of `ps`)",
-)
-@click.option(
-    "--backend",
-    multiple=True,
-    metavar="NAME",
-    help="serve a provider: a [providers.NAME] table of the config files, or a provider "
-    "type such as local, signed or a plugin (repeatable; the order is the fallback order)",
-)
-@click.option("--local", is_flag=True, help="the same as --backend local")
-@click.option(
-    "--alias",
-    multiple=True,
-    metavar="NAME=MODEL",
-    help="another name for a served model, e.g. gpt-3.5-turbo=local/default",
-)
-@click.option(
-    "--api-key",
-    multiple=True,
-    metavar="KEY",
-    help="a key clients must send as 'Authorization: Bearer KEY' (repeatable)",
-)
-@click.option("--api-key-file", type=click.Path(dir_okay=False), help="file of client keys")
-@click.option(
-    "--allow-signed",
-    is_flag=True,
-    help="accept the ails signed protocol from clients without a key",
-)
-@click.option(
-    "--signed-quota",
-    metavar="N/PERIOD",
-    help="anonymous signed requests per client address, e.g. 15/day",
-)
-@click.option(
-    "--signature-window",
-    type=float,
-    metavar="SECONDS",
-    help="how far a signed timestamp may be from now (default 300)",
-)
-@click.option(
-    "--trusted-proxy",
-    multiple=True,
-    metavar="IP",
-    help="a reverse proxy whose X-Forwarded-For (last hop) gives the client address",
-)
-@click.option(
-    "--allowed-host",
-    multiple=True,
-    metavar="HOST",
-    help="a host name clients may use besides localhost and IP addresses (repeatable; * for any)",
-)
-@click.option(
-    "--cors-origin",
-    multiple=True,
-    metavar="ORIGIN",
-    help="a web origin (https://app.example.com) whose pages may call the API (repeatable)",
-)
-@click.option("--max-tokens-cap", type=int, help="lower every request's max_tokens to this")
-@click.option("--max-body-bytes", type=int, help="largest request body (default 4 MiB)")
-@click.option("--max-messages", type=int, help="most messages in a request (default 2048)")
-@click.option("--max-retries", type=int, help="retries per backend before the answer starts")
-@click.option("--connect-timeout", type=float, help="seconds to connect to an upstream")
-@click.option(
-    "--idle-timeout",
-    type=float,
-    help="seconds an upstream may stay silent (first byte and between chunks)",
-)
-@click.option("--timeout", type=float, help="seconds for a whole upstream answer")
-@click.option(
-    "--models-refresh",
-    type=float,
-    help="least seconds between upstream model-list refreshes (default 30)",
-)
-@click.option(
-    "--redis",
-    metavar="URL",
-    help="share replay cache, quotas, rate limits and cache with other replicas "
-    "(redis://HOST:PORT/DB; docs/scaling.md)",
-)
-@click.option("--redis-prefix", metavar="PREFIX", help="prefix of every Redis key (default ails:)")
-@click.option(
-    "--redis-timeout", type=float, metavar="SECONDS", help="Redis connect/command timeout (0.25)"
-)
-@click.option(
-    "--redis-failure",
-    type=click.Choice(["closed", "open"]),
-    help="while Redis is down: refuse what needs it with 503 (closed, default) or skip the check",
-)
-@click.option(
-    "--cache-ttl", type=float, metavar="SECONDS", help="cache temperature-0 answers (0: off)"
-)
-@click.option("--rpm", type=int, help="requests per minute of every API key (0: no limit)")
-@click.option("--tpm", type=int, help="tokens per minute of every API key (0: no limit)")
-@click.option("--no-access-log", is_flag=True, help="no line per request (for benchmarks)")
-@click.option("--no-ui", is_flag=True, help="no chat page at / (docs/ui.md)")
-@click.option(
-    "--insecure-public", is_flag=True, help="allow binding beyond loopback without any API key"
-)
+@gateway_options
 @click.option(
     "--log-level",
     default="info",
@@ -208,49 +125,46 @@ def _url(host: str, port: int) -> str:
 async def _serve(config: GatewayConfig) -> None:
     from aiohttp import web
 
-    from ails.server import AccessLogger, build_app, create_gateway
+    from ails.server.app import AccessLogger, build_app
     from ails.server.backends import check_self_loop
+    from ails.server.build import create_gateway
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
+    names = [b.name for b in gateway.router.backends]
+    click.echo(f"ails: starting {', '.join(names)}...", err=True)
+    runner = web.AppRunner(
+        # The app opens the gateway's backends in setup() and closes them in
+        # cleanup() (its cleanup context).
+        build_app(gateway, ui=config.ui),
+        # A client that disconnects cancels its handler, even while it waits
+        # for an upstream: the upstream request is closed at once.
+        handler_cancellation=True,
+        access_log=logging.getLogger("ails.access") if config.access_log else None,
+        access_log_class=AccessLogger,
+        shutdown_timeout=5.0,
+        # Request line and header line limits, explicit (docs/reliability.md).
+        max_line_size=MAX_LINE_SIZE,
+        max_field_size=MAX_FIELD_SIZE,
+        max_headers=MAX_HEADERS,
+    )
+    await runner.setup()
     try:
-        names = [b.name for b in gateway.router.backends]
-        click.echo(f"ails: starting {', '.join(names)}...", err=True)
-        await gateway.start()
-        runner = web.AppRunner(
-            build_app(gateway, ui=config.ui),
-            # A client that disconnects cancels its handler, even while it waits
-            # for an upstream: the upstream request is closed at once.
-            handler_cancellation=True,
-            access_log=logging.getLogger("ails.access") if config.access_log else None,
-            access_log_class=AccessLogger,
-            shutdown_timeout=5.0,
-            # Request line and header line limits, explicit (docs/reliability.md).
-            max_line_size=MAX_LINE_SIZE,
-            max_field_size=MAX_FIELD_SIZE,
-            max_headers=MAX_HEADERS,
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-            await site.start()
-            # Everything alive now (modules, the model table, the app) lives as
-            # long as the process: out of the collector's sight, full collections
-            # stop walking it on every request burst (~15% CPU per request, A/B).
-            gc.freeze()
-            host, port = runner.addresses[0][:2]
-            check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
-            names = gateway.router.model_names()
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            click.echo(
-                f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})", err=True
-            )
-            await _wait_for_signal()
-            click.echo("ails: shutting down", err=True)
-        finally:
-            await runner.cleanup()
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
+        # Everything alive now (modules, the model table, the app) lives as
+        # long as the process: out of the collector's sight, full collections
+        # stop walking it on every request burst (~15% CPU per request, A/B).
+        gc.freeze()
+        names = gateway.router.model_names()
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        click.echo(f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})", err=True)
+        await _wait_for_signal()
+        click.echo("ails: shutting down", err=True)
     finally:
-        await gateway.aclose()
+        await runner.cleanup()
 
 
 async def _wait_for_signal() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -60,10 +61,6 @@ _HEALTH = b'{"status":"ok"}'
 class Gateway:
     """The handlers and what they share."""
 
-    #: Host, Origin and CORS checks (server/security.py); create_gateway sets
-    #: the configured one, this default allows loopback names and no CORS.
-    security: SecurityPolicy = SecurityPolicy()
-
     def __init__(
         self,
         *,
@@ -75,8 +72,12 @@ class Gateway:
         max_tokens_cap: int | None = None,
         limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
+        security: SecurityPolicy | None = None,
     ) -> None:
         self.router = router
+        #: Host, Origin and CORS checks (server/security.py); the default
+        #: allows loopback names and no CORS.
+        self.security = security or SecurityPolicy()
         self.limiter = limiter  # per-key RPM/TPM (docs/scaling.md)
         self.cache = cache  # answers to temperature-0 requests
         self.auth = auth
@@ -317,10 +318,28 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
+#: The application's gateway, typed (``request.app[GATEWAY]``).
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The app owns its gateway's start-up and shutdown (aiohttp's cleanup
+    context): the backends open before the first request and close after the
+    last, whoever runs the app."""
+    gateway = app[GATEWAY]
+    try:
+        await gateway.start()
+        yield
+    finally:
+        await gateway.aclose()
+
+
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
     app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[request_middleware])
+    app[GATEWAY] = gateway
+    app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
@@ -334,4 +353,4 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     return app
 
 
-__all__ = ["AccessLogger", "Gateway", "build_app", "cap_tokens"]
+__all__ = ["GATEWAY", "AccessLogger", "Gateway", "build_app", "cap_tokens"]

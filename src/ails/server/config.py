@@ -1,5 +1,6 @@
-"""The gateway's settings: one dataclass, filled from a TOML file, the
-environment and the command line (in rising order of precedence).
+"""The gateway's settings: :class:`~ails.server.options.GatewayConfig`, filled
+from a TOML file, the environment and the command line (in rising order of
+precedence), every step generated from the options' one declaration.
 
 A list given on the command line (``--upstream``, ``--api-key``, ``--alias``)
 replaces the file's list rather than adding to it, so what a command line says
@@ -12,115 +13,28 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from yarl import URL
 
 from ails.errors import ConfigError
 from ails.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key, read_key, read_lines
-from ails.providers.registry import DEFAULT_MODEL
-from ails.server.config_file import SCALARS, check_file, load_file
-from ails.server.limits import Quota, parse_quota
-from ails.server.policy import POLICIES
-from ails.server.ratelimit import KeySettings, key_tables
+from ails.server.config_file import check_file, load_file
+from ails.server.options import (
+    ENV_API_KEYS,
+    ENV_REDIS_URL,
+    ENV_UPSTREAM_KEY,
+    GatewayConfig,
+    Option,
+    UpstreamSettings,
+    declared,
+    default_of,
+    env_of,
+    file_key_of,
+    flag_of,
+)
+from ails.server.ratelimit import key_tables
 from ails.server.security import SecurityPolicy
-
-DEFAULT_PORT = 8000
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_MAX_MESSAGES = 2048
-
-#: Environment variables: one upstream key for every upstream that has none,
-#: and client API keys, comma separated.
-ENV_UPSTREAM_KEY = "AILS_UPSTREAM_KEY"
-ENV_API_KEYS = "AILS_API_KEYS"
-#: The Redis URL of shared state (keeps a password out of ``ps``).
-ENV_REDIS_URL = "AILS_REDIS_URL"
-
-
-@dataclass
-class UpstreamSettings:
-    url: str
-    key: str | None = None
-    name: str = ""
-
-    def __repr__(self) -> str:  # never show the key
-        return f"UpstreamSettings(url={redact_url(self.url)!r}, name={self.name!r})"
-
-
-@dataclass
-class GatewayConfig:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    upstreams: list[UpstreamSettings] = field(default_factory=list)
-    #: Providers served by name (``--backend``), in fallback order, before
-    #: the upstreams; their ``[providers.NAME]`` tables, from the user's
-    #: config.toml and the ``--config`` file (which wins for the same NAME).
-    backends: list[str] = field(default_factory=list)
-    providers: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    #: ``--local``: the same as ``--backend local``. ``None``: serve the
-    #: embedded model only when no backend and no upstream is given.
-    local: bool | None = None
-    aliases: dict[str, str] = field(default_factory=dict)
-    api_keys: list[str] = field(default_factory=list, repr=False)
-    allow_signed: bool = False
-    signed_quota: Quota | None = None
-    #: Seconds either side of the gateway's clock a signed ``t`` may be.
-    signature_window: float = 300.0
-    trusted_proxies: list[str] = field(default_factory=list)
-    #: Host names answered besides localhost and IP literals ("*": any), and
-    #: browser origins allowed by CORS (server/security.py).
-    allowed_hosts: list[str] = field(default_factory=list)
-    cors_origins: list[str] = field(default_factory=list)
-    max_body_bytes: int = DEFAULT_MAX_BODY
-    max_messages: int = DEFAULT_MAX_MESSAGES
-    #: ``max_tokens`` given to every request: the client's, lowered to this.
-    max_tokens_cap: int | None = None
-    max_retries: int = 2
-    connect_timeout: float | None = 10.0
-    idle_timeout: float | None = 120.0
-    timeout: float | None = 600.0
-    models_refresh: float = 30.0
-    access_log: bool = True
-    insecure_public: bool = False
-    #: The chat page at ``/`` (docs/ui.md).
-    ui: bool = True
-    #: Shared state of several replicas (docs/scaling.md): a Redis URL; None
-    #: keeps the replay cache, quotas, rate limits and cache in this process.
-    redis: str | None = field(default=None, repr=False)
-    redis_prefix: str = "ails:"
-    #: Seconds to connect to Redis and for each command.
-    redis_timeout: float = 0.25
-    #: While Redis is unreachable: "closed" refuses what needs it (503), "open" skips it.
-    redis_failure: str = "closed"
-    #: Seconds a ``temperature: 0`` answer is cached; 0: no cache.
-    cache_ttl: float = 0.0
-    #: Requests and tokens per minute of every client key (None/0: no limit);
-    #: a ``[keys.NAME]`` table sets its own.
-    rpm: int | None = None
-    tpm: int | None = None
-    keys: list[KeySettings] = field(default_factory=list, repr=False)
-
-    def backend_names(self) -> list[str]:
-        """The named backends in order: ``--backend``s, then ``--local``'s."""
-        default = DEFAULT_MODEL.partition("/")[0]
-        names = list(dict.fromkeys(self.backends))
-        if self.local and default not in names:
-            names.append(default)
-        if not names and not self.upstreams and self.local is None:
-            names = [default]
-        return names
-
-    def secrets(self) -> list[str]:
-        """Everything that must never be shown: keys and URL credentials."""
-        out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
-        if self.redis and URL(self.redis).password:
-            out.append(str(URL(self.redis).password))
-        for u in self.upstreams:
-            url = URL(u.url)
-            if url.password:
-                out += [url.password, f"{url.user}:{url.password}"]
-        return out
 
 
 def redact_url(url: str) -> str:
@@ -185,20 +99,34 @@ def build_config(
     environ: Mapping[str, str] | None = None,
 ) -> GatewayConfig:
     """Settings from the file, then the environment, then ``cli`` (the options
-    that were given: flags only when set, lists only when not empty)."""
+    that were given, by their flag's name: ``None`` or an empty list when not)."""
     cli = dict(cli or {})
     env = os.environ if environ is None else environ
     data = load_file(file) if file else {}
     check_file(data)
     cfg = GatewayConfig()
-    for key in SCALARS:
-        if key in data and hasattr(cfg, key):
-            setattr(cfg, key, data[key])
-    cfg.trusted_proxies = list(data.get("trusted_proxies", []))
-    cfg.allowed_hosts = list(cli.get("allowed_host") or data.get("allowed_hosts", []))
-    cfg.cors_origins = list(cli.get("cors_origin") or data.get("cors_origins", []))
+    for name, opt in declared():
+        if opt.multiple:
+            continue
+        value = default_of(name)
+        key = file_key_of(name, opt)
+        if key and key in data:
+            value = data[key]
+        var = env_of(name, opt)
+        if var and env.get(var, "").strip():
+            value = _from_env(env[var].strip(), opt, var)
+        given = cli.get(_dest(name, opt))
+        if given is not None:
+            value = given
+        if opt.parse is not None and isinstance(value, str):
+            value = opt.parse(value)
+        setattr(cfg, name, value)
+    for name in ("backends", "trusted_proxies", "allowed_hosts", "cors_origins"):
+        opt = _declared(name)
+        setattr(cfg, name, list(cli.get(_dest(name, opt)) or data.get(file_key_of(name, opt), [])))
     cfg.aliases = dict(data.get("aliases", {}))
-    cfg.backends = list(cli.get("backend") or data.get("backends", []))
+    if cli.get("alias"):
+        cfg.aliases = dict(parse_alias(a) for a in cli["alias"])
     cfg.providers = {**_user_providers(), **data.get("providers", {})}
 
     # Upstreams and their keys: command line > file; AILS_UPSTREAM_KEY fills gaps.
@@ -206,7 +134,7 @@ def build_config(
         cfg.upstreams = [UpstreamSettings(url=u) for u in cli["upstream"]]
     else:
         cfg.upstreams = _file_upstreams(data.get("upstreams", []), env)
-        if isinstance(data.get("upstream_key_file"), str):
+        if isinstance(data.get("upstream_key_file"), str) and not cli.get("upstream_key_file"):
             path = data["upstream_key_file"]
             _assign_keys(
                 cfg.upstreams,
@@ -231,48 +159,65 @@ def build_config(
     # Named keys with their own limits ([keys.NAME]) are always accepted too.
     cfg.keys = key_tables(data.get("keys", {}), env)
     keys += [(k.key, f"config [keys.{k.name}]") for k in cfg.keys]
-    cfg.redis = cli.get("redis") or env.get(ENV_REDIS_URL) or cfg.redis
-
-    if cli.get("alias"):
-        cfg.aliases = dict(parse_alias(a) for a in cli["alias"])
-    if cli.get("trusted_proxy"):
-        cfg.trusted_proxies = list(cli["trusted_proxy"])
-    for key in (
-        "host",
-        "port",
-        "signature_window",
-        "max_body_bytes",
-        "max_messages",
-        "max_tokens_cap",
-        "max_retries",
-        "connect_timeout",
-        "idle_timeout",
-        "timeout",
-        "models_refresh",
-        "redis_prefix",
-        "redis_timeout",
-        "redis_failure",
-        "cache_ttl",
-        "rpm",
-        "tpm",
-    ):
-        if cli.get(key) is not None:
-            setattr(cfg, key, cli[key])
-    for flag in ("local", "allow_signed", "insecure_public"):
-        if cli.get(flag):
-            setattr(cfg, flag, True)
-    if cli.get("no_access_log"):
-        cfg.access_log = False
-    if cli.get("no_ui"):
-        cfg.ui = False
-    quota = cli.get("signed_quota") or data.get("signed_quota")
-    cfg.signed_quota = parse_quota(quota) if quota else None
     # Checked only now that the bind address is known: beyond loopback a client
     # key must also be long enough not to be guessed.
     min_length = 1 if is_loopback(cfg.host) else MIN_PUBLIC_KEY_LENGTH
     cfg.api_keys = list(dict.fromkeys(check_key(k, src, min_length=min_length) for k, src in keys))
     _finish(cfg)
     return cfg
+
+
+def _declared(name: str) -> Option:
+    return dict(declared())[name]
+
+
+def _dest(name: str, opt: Option) -> str:
+    """The keyword the command line gives an option under (its flag's name)."""
+    return flag_of(name, opt).replace("-", "_")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _from_env(text: str, opt: Option, var: str) -> Any:
+    """An environment variable's text as the option's type."""
+    if opt.kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{var} must be true or false (1/0, yes/no), not {text!r}")
+    if opt.kind in (int, float):
+        try:
+            return opt.kind(text)
+        except ValueError:
+            kind = "a whole number" if opt.kind is int else "a number"
+            raise ConfigError(f"{var} must be {kind}, not {text!r}") from None
+    return text
+
+
+def _check_ranges(cfg: GatewayConfig) -> None:
+    """The checks each option declares: range, sign, choices; 0 as "none"."""
+    for name, opt in declared():
+        value = getattr(cfg, name)
+        if value is None or opt.multiple:
+            continue
+        if opt.choices is not None and value not in opt.choices:
+            raise ConfigError(
+                f"{name} is {' or '.join(repr(c) for c in opt.choices)}, not {value!r}"
+            )
+        if opt.kind not in (int, float):
+            continue
+        if opt.zero_is_none and value <= 0:
+            setattr(cfg, name, None)  # 0 or less: no limit
+            continue
+        if opt.positive and value <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+        if opt.at_least is not None and value < opt.at_least:
+            raise ConfigError(f"{name} must be at least {opt.at_least:g}")
+        if opt.at_most is not None and value > opt.at_most:
+            raise ConfigError(f"{name} must be at most {opt.at_most:g}")
 
 
 def _user_providers() -> dict[str, dict[str, Any]]:
@@ -323,24 +268,7 @@ def _finish(cfg: GatewayConfig) -> None:
         raise ConfigError(
             "nothing to serve: give --backend NAME or --upstream URL, or serve the embedded model"
         )
-    for label, value, low in (
-        ("port", cfg.port, 0),
-        ("max_body_bytes", cfg.max_body_bytes, 1024),
-        ("max_messages", cfg.max_messages, 1),
-        ("max_retries", cfg.max_retries, 0),
-    ):
-        if value < low:
-            raise ConfigError(f"{label} must be at least {low}")
-    if cfg.port > 65535:
-        raise ConfigError("port must be at most 65535")
-    if cfg.max_tokens_cap is not None and cfg.max_tokens_cap < 1:
-        raise ConfigError("max_tokens_cap must be at least 1")
-    if cfg.signature_window <= 0:
-        raise ConfigError("signature_window must be a positive number of seconds")
-    for t in ("connect_timeout", "idle_timeout", "timeout"):
-        value = getattr(cfg, t)
-        if value is not None and value <= 0:
-            setattr(cfg, t, None)  # 0 or less: no limit
+    _check_ranges(cfg)
     for proxy in cfg.trusted_proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -367,13 +295,7 @@ def _check_shared(cfg: GatewayConfig) -> None:
         raise ConfigError(
             f"--redis is a URL like redis://HOST:PORT/DB, not {redact_url(cfg.redis)!r}"
         )
-    if cfg.redis_failure not in POLICIES:
-        raise ConfigError(f"redis_failure is 'closed' or 'open', not {cfg.redis_failure!r}")
-    if cfg.redis_timeout <= 0:
-        raise ConfigError("redis_timeout must be a positive number of seconds")
-    if cfg.cache_ttl < 0:
-        raise ConfigError("cache_ttl must be 0 (no cache) or more seconds")
-    limits = [cfg.rpm, cfg.tpm] + [v for k in cfg.keys for v in (k.rpm, k.tpm)]
+    limits = [v for k in cfg.keys for v in (k.rpm, k.tpm)]
     if any(v is not None and v < 0 for v in limits):
         raise ConfigError("rpm and tpm must be 0 (no limit) or more")
     if (cfg.rpm or cfg.tpm) and not cfg.api_keys:

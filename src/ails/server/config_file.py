@@ -1,30 +1,28 @@
-"""The gateway's config file: reading the TOML and checking every setting's type
-before anything is built from it, so a typo is a clear startup error."""
+"""The gateway's config file: read by the one TOML reader
+(:func:`ails.config.read_toml`), every setting's type checked before anything
+is built from it, so a typo is a clear startup error. The keys and their
+types come from the options' one declaration (``server/options.py``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ails.config import read_toml
 from ails.errors import ConfigError
+from ails.server.options import declared, file_key_of
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - depends on the interpreter
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+#: Tables read apart from the declared options.
+_TABLES = ("upstreams", "aliases", "keys", "providers")
 
 
 def load_file(path: str) -> dict[str, Any]:
-    """A TOML config; its settings sit at the top level or in a ``[serve]`` table."""
-    try:
-        with open(Path(path).expanduser(), "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the config file {path} is not valid TOML: {exc}") from None
+    """A TOML config; its settings sit at the top level or in a ``[serve]``
+    table, its ``[providers.NAME]`` tables at the top level or in ``[serve]``."""
+    data = read_toml(Path(path).expanduser())
+    if data is None:
+        raise ConfigError(f"cannot read the config file {path}: it does not exist")
     serve = data.get("serve", data)
     if not isinstance(serve, dict):
         raise ConfigError(f"{path}: [serve] must be a table")
@@ -33,70 +31,43 @@ def load_file(path: str) -> dict[str, Any]:
     return serve
 
 
-SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "host": (str, "a string"),
-    "port": (int, "an integer"),
-    "local": (bool, "true or false"),
-    "allow_signed": (bool, "true or false"),
-    "signed_quota": (str, 'a string like "15/day"'),
-    "signature_window": ((int, float), "seconds"),
-    "max_body_bytes": (int, "an integer"),
-    "max_messages": (int, "an integer"),
-    "max_tokens_cap": (int, "an integer"),
-    "max_retries": (int, "an integer"),
-    "connect_timeout": ((int, float), "seconds"),
-    "idle_timeout": ((int, float), "seconds"),
-    "timeout": ((int, float), "seconds"),
-    "models_refresh": ((int, float), "seconds"),
-    "access_log": (bool, "true or false"),
-    "insecure_public": (bool, "true or false"),
-    "ui": (bool, "true or false"),
-    "api_key_file": (str, "a path"),
-    "upstream_key_file": (str, "a path"),
-    "redis": (str, 'a URL like "redis://127.0.0.1:6379/0"'),
-    "redis_prefix": (str, "a string"),
-    "redis_timeout": ((int, float), "seconds"),
-    "redis_failure": (str, '"closed" or "open"'),
-    "cache_ttl": ((int, float), "seconds"),
-    "rpm": (int, "an integer"),
-    "tpm": (int, "an integer"),
-}
-_LISTS = (
-    "api_keys",
-    "trusted_proxies",
-    "upstreams",
-    "allowed_hosts",
-    "cors_origins",
-    "backends",
-)
-_KNOWN = set(SCALARS) | set(_LISTS) | {"aliases", "keys", "providers"}
+def _kind_ok(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+_WHAT = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def check_file(data: Mapping[str, Any]) -> None:
-    unknown = sorted(set(data) - _KNOWN)
+    known = {file_key_of(n, o) for n, o in declared()} - {""}
+    known |= set(_TABLES)
+    unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
             f"unknown setting(s) in the config file: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(_KNOWN))}"
+            f"known: {', '.join(sorted(known))}"
         )
-    for key, (types, what) in SCALARS.items():
-        value = data.get(key)
-        if value is not None and (
-            not isinstance(value, types)
-            or (isinstance(value, bool) and bool not in _as_tuple(types))
-        ):
-            raise ConfigError(f"config setting {key} must be {what}, not {value!r}")
-    for key in ("api_keys", "trusted_proxies", "allowed_hosts", "cors_origins", "backends"):
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"config setting {key} must be a list of strings")
-    providers = data.get("providers", {})
-    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
-        raise ConfigError("config [providers.NAME] must be tables")
+    for name, opt in declared():
+        key = file_key_of(name, opt)
+        if not key or key not in data:
+            continue
+        value = data[key]
+        if opt.multiple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config setting {key} must be a list of strings")
+        elif not _kind_ok(value, opt.kind):
+            raise ConfigError(
+                f"config setting {key} must be {opt.what or _WHAT[opt.kind]}, not {value!r}"
+            )
     aliases = data.get("aliases", {})
     if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
         raise ConfigError('config [aliases] must map names to model names: "NAME" = "MODEL"')
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
+        raise ConfigError("config [providers.NAME] must be tables")
