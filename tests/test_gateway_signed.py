@@ -266,3 +266,23 @@ def test_upstream_key_count_must_fit() -> None:
         + ["--upstream-key", "a", "--upstream-key", "b"]
     )
     assert done.returncode == 2 and "2 upstream keys for 3 upstreams" in done.stderr
+
+
+def test_the_access_log_names_who_called_never_the_key(gw: Gateway, upr: Upstream) -> None:
+    import hashlib
+
+    client = openai.OpenAI(base_url=gw.base_url, api_key=CLIENT_KEY, max_retries=0)
+    reply = client.chat.completions.with_raw_response.create(model="test-model", messages=HELLO)
+    rid = reply.headers["x-request-id"]
+    expected = "who=key:" + hashlib.sha256(CLIENT_KEY.encode()).hexdigest()[:8]
+    assert gw.wait_for_log(f"rid={rid} {expected}")
+    done = subprocess.run(
+        [sys.executable, str(SEED_CLIENT)],
+        env={**os.environ, "AILS_GATEWAY_URL": gw.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert gw.wait_for_log("POST /v1/chat/completions 200") and gw.wait_for_log("who=signed")
+    assert CLIENT_KEY not in gw.log

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from ails.errors import ConfigError
+from ails.server.auth import Authenticator, Caller
 from ails.server.cache import cache_key
 from ails.server.config import build_config
 from ails.server.errors import GatewayError
@@ -83,15 +84,20 @@ async def test_rate_limiter_counts_only_keys_with_limits() -> None:
     assert limiter is None  # nothing to count
     limiter = RateLimiter.build(store, api_keys=["a", "b"], rpm=2)
     assert limiter is not None
-    assert await limiter.admit("Bearer unknown") is None
-    first = await limiter.admit("Bearer a")
+    auth = Authenticator(api_keys=["a", "b"], store=store)
+
+    def caller(key: str) -> Caller:
+        return Caller(key_digest=auth.matching_key(f"Bearer {key}"))
+
+    assert await limiter.admit(caller("unknown")) is None
+    first = await limiter.admit(caller("a"))
     assert first is not None and first.headers()["x-ratelimit-remaining-requests"] == "1"
-    assert await limiter.admit("Bearer a") is not None
+    assert await limiter.admit(caller("a")) is not None
     with pytest.raises(GatewayError) as info:
-        await limiter.admit("Bearer a")
+        await limiter.admit(caller("a"))
     assert info.value.status == 429 and info.value.code == "rate_limit_exceeded"
     assert info.value.headers is not None and int(info.value.headers["retry-after"]) >= 1
-    assert await limiter.admit("Bearer b") is not None  # each key its own count
+    assert await limiter.admit(caller("b")) is not None  # each key its own count
 
 
 async def test_tokens_used_are_written_in_one_batch() -> None:

@@ -1,9 +1,9 @@
 """The gateway's aiohttp application: the endpoints and the streaming path.
 
-A chat request goes: content type and size -> JSON -> key (before anything
-else, as OpenAI does) -> validation of the fields the gateway itself needs ->
-signed-protocol checks -> model lookup -> the library's router. Everything
-else in the body is passed on untouched.
+A request is admitted by the one pipeline every endpoint shares
+(server/admission.py: content type, size, JSON, the caller, the endpoint's own
+validation, signature, model, rate limit), then handed to the library's
+router. Everything else in the body is passed on untouched.
 
 Streams are passed through without buffering: one ``write`` per batch the
 backend produced (one network read, one model token), framed by
@@ -15,7 +15,6 @@ contract keeps it), so fields ails does not model survive.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from aiohttp import web
 from ails._version import __version__
 from ails.errors import AilsError
 from ails.providers.base import ChunkStream
+from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.errors import (
@@ -41,7 +41,6 @@ from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import validate
-from ails.signing import has_signature_fields
 from ails.types import ChatRequest
 from ails.wire import DONE, completion_json, frame_batch
 
@@ -85,6 +84,9 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.max_messages = max_messages
         self.max_tokens_cap = max_tokens_cap
+        self.admission = AdmissionPipeline(
+            auth=auth, router=router, limiter=limiter, max_body_bytes=max_body_bytes
+        )
         self.openapi_body = _encode(
             openapi_document(
                 version=__version__,
@@ -110,62 +112,20 @@ class Gateway:
     # -- chat completions --------------------------------------------------------
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        ctype = request.headers.get("Content-Type")
-        # No type is refused too: a browser sends a cross-site POST without a
-        # preflight only as a form, text/plain or with no type (docs/reliability.md).
-        if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
-            raise GatewayError(
-                415,
-                f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
-                code="unsupported_media_type",
-            )
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise _too_large(self.max_body_bytes)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self.max_body_bytes) from None
-        try:
-            body = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise GatewayError(
-                400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-            ) from None
-        except RecursionError:
-            raise GatewayError(
-                400, "the JSON body is nested too deeply", code="invalid_json"
-            ) from None
-        if not isinstance(body, dict):
-            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
-        signed = has_signature_fields(body)
-        if not signed:
-            self.auth.require_key(request)  # a bad key is told first, as OpenAI does
-        model, stream, include_usage = validate(body, max_messages=self.max_messages)
-        if signed:
-            await self.auth.check_signed(request, body)
-        if not self.router.serves(model) and not await self.router.knows(model):
-            raise GatewayError(
-                404,
-                f"The model {model!r} does not exist or is not served here "
-                "(GET /v1/models lists what is).",
-                code="model_not_found",
-                param="model",
-            )
-        admission = None
-        if self.limiter is not None:  # 429 when the key's limit is reached
-            admission = await self.limiter.admit(request.headers.get("Authorization"))
-            if stream and admission is not None and admission.counts_tokens:
-                ask_for_usage(body)
+        admitted = await self.admission.admit(request, self._validate_chat)
+        body, model, headers, limits = (
+            admitted.body,
+            admitted.model,
+            admitted.headers,
+            admitted.limits,
+        )
+        if admitted.stream and limits is not None and limits.counts_tokens:
+            ask_for_usage(body)
         chat_request = self._chat_request(body)
-        headers = {
-            "x-request-id": request["rid"],
-            "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
-        }
-        if admission is not None:
-            headers.update(admission.headers())
-        if stream:
-            return await self._stream(request, chat_request, headers, include_usage, admission)
+        if admitted.stream:
+            return await self._stream(
+                request, chat_request, headers, admitted.include_usage, limits
+            )
         key = cache_key(body, self.router.canonical(model)) if self.cache is not None else None
         if key is not None and self.cache is not None:
             cached = await self.cache.get(key)
@@ -179,10 +139,13 @@ class Gateway:
         answer = reply.raw if reply.raw is not None else completion_json(reply.completion)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
-        if admission is not None and admission.counts_tokens:
-            admission.charge(answer_tokens(answer, chat_request.messages))
-            headers.update(admission.headers())
+        if limits is not None and limits.counts_tokens:
+            limits.charge(answer_tokens(answer, chat_request.messages))
+            headers.update(limits.headers())
         return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
+
+    def _validate_chat(self, body: dict[str, Any]) -> tuple[str, bool, bool]:
+        return validate(body, max_messages=self.max_messages)
 
     def _chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
@@ -274,11 +237,11 @@ class Gateway:
     # -- the other endpoints -----------------------------------------------------
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        self.auth.require_key(request)
+        self.admission.caller(request)
         return web.Response(body=self.router.models_body, content_type=JSON_TYPE)
 
     async def model(self, request: web.Request) -> web.StreamResponse:
-        self.auth.require_key(request)
+        self.admission.caller(request)
         name = request.match_info["model"]
         owner = self.router.owner(name)
         if owner is None:
@@ -310,12 +273,6 @@ def cap_tokens(body: dict[str, Any], cap: int) -> None:
             body["max_tokens"] = min(cap, body["max_tokens"])
     elif not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > cap:
         body["max_tokens"] = cap
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
-    )
 
 
 #: The application's gateway, typed (``request.app[GATEWAY]``).

@@ -21,6 +21,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -56,6 +57,29 @@ def parse_networks(entries: Iterable[str]) -> list[_Network]:
     return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, established once per request and carried through the
+    limits, quotas and logs: a configured key (by its digest, never the key),
+    a signed client, or anyone (no key configured)."""
+
+    key_digest: bytes | None = None
+    signed: bool = False
+
+    @property
+    def key_id(self) -> str | None:
+        """A short, stable, non-secret id of the key (log lines, counters)."""
+        return self.key_digest.hex()[:32] if self.key_digest is not None else None
+
+    def label(self) -> str:
+        if self.key_digest is not None:
+            return f"key:{self.key_digest.hex()[:8]}"
+        return "signed" if self.signed else "open"
+
+
+ANYONE = Caller()
+
+
 class Authenticator:
     def __init__(
         self,
@@ -81,24 +105,34 @@ class Authenticator:
         """No key configured: anyone may call (meant for loopback use)."""
         return not self._digests
 
-    def key_valid(self, authorization: str | None) -> bool:
+    def matching_key(self, authorization: str | None) -> bytes | None:
+        """The digest of the configured key the header carries, if any."""
         token = bearer_token(authorization)
         if token is None or not self._digests:
-            return False
+            return None
         presented = _digest(token)
         ok = False
         for expected in self._digests:  # no early exit: the time is the same for any key
             ok |= hmac.compare_digest(presented, expected)
-        return ok
+        return presented if ok else None
+
+    def key_valid(self, authorization: str | None) -> bool:
+        return self.matching_key(authorization) is not None
 
     def require_key(self, request: web.Request) -> bool:
         """Refuse a request without a valid key when keys are configured; say
         whether the caller presented a valid one."""
+        return self.identify(request).key_digest is not None
+
+    def identify(self, request: web.Request) -> Caller:
+        """The caller of a request that is not signed: its key, checked once;
+        a request without a valid key is refused when keys are configured."""
         if not self._digests:
-            return False
+            return ANYONE
         authorization = request.headers.get("Authorization")
-        if self.key_valid(authorization):
-            return True
+        digest = self.matching_key(authorization)
+        if digest is not None:
+            return Caller(key_digest=digest)
         if bearer_token(authorization) is None:
             message = "missing API key: send it as 'Authorization: Bearer KEY'"
         else:
@@ -124,15 +158,17 @@ class Authenticator:
             return False
         return any(addr in net for net in self.trusted)
 
-    async def check_signed(self, request: web.Request, body: dict[str, Any]) -> None:
-        """Authorize a body that carries signed fields; on success they are gone
-        from ``body``. (An unsigned one needs only :meth:`require_key`.)"""
+    async def check_signed(self, request: web.Request, body: dict[str, Any]) -> Caller:
+        """Authorize a body that carries signed fields and say who sent it (a
+        signed client, keyed or not); on success the fields are gone from
+        ``body``. (An unsigned one needs only :meth:`identify`.)"""
         # Verified first, whoever sends it: a valid key does not excuse a bad signature.
         try:
             verify(body, now_ms=self._clock_ms(), window_ms=self.window_ms)
         except SignatureError as exc:
             raise signature_refusal(exc, "signed request refused: ") from None
-        keyed = bool(self._digests) and self.key_valid(request.headers.get("Authorization"))
+        digest = self.matching_key(request.headers.get("Authorization"))
+        keyed = digest is not None
         if not keyed and not self.allow_signed:
             raise GatewayError(
                 401,
@@ -165,6 +201,14 @@ class Authenticator:
                 )
         for field in SIGNED_FIELDS:
             body.pop(field, None)
+        return Caller(key_digest=digest, signed=True)
 
 
-__all__ = ["SIGNED_FIELDS", "Authenticator", "bearer_token", "parse_networks"]
+__all__ = [
+    "ANYONE",
+    "SIGNED_FIELDS",
+    "Authenticator",
+    "Caller",
+    "bearer_token",
+    "parse_networks",
+]

@@ -71,18 +71,21 @@ async def request_middleware(request: web.Request, handler: _Handler) -> web.Str
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: client, method, path, status, duration, request id.
-    Never a header or the body (keys live there)."""
+    """One line per request: client, method, path, status, duration, request id,
+    and who called (``key:`` and the first digits of the key's digest, ``signed``
+    or ``open``). Never a header or the body (keys live there)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        caller = request.get("caller")
         self.logger.info(
-            "%s %s %s %d %.1fms rid=%s",
+            "%s %s %s %d %.1fms rid=%s who=%s",
             request.remote,
             request.method,
             request.path,
             response.status,
             time * 1000,
             request.get("rid", "-"),
+            caller.label() if caller is not None else "-",
         )
 
 

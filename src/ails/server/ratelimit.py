@@ -37,7 +37,7 @@ import msgspec
 
 from ails.errors import ConfigError
 from ails.keyrules import read_key
-from ails.server.auth import bearer_token
+from ails.server.auth import Caller
 from ails.server.errors import GatewayError
 from ails.server.state import Count, Counter, StateStore
 from ails.types import Chunk, Usage
@@ -235,16 +235,16 @@ class RateLimiter:
         limits = {d: lim for d, lim in limits.items() if lim.rpm > 0 or lim.tpm > 0}
         return cls(store, limits) if limits else None
 
-    async def admit(self, authorization: str | None) -> Admission | None:
-        """Charge one request to the caller's key; None when the key has no
-        limits. Call it only once the key was checked: a key that is not
-        configured has no limits here. Raises 429 when a limit is reached."""
-        token = bearer_token(authorization)
-        digest = _digest(token) if token is not None else b""
-        limit = self._limits.get(digest)
+    async def admit(self, caller: Caller) -> Admission | None:
+        """Charge one request to the caller's key (identified once, by the
+        admission); None when it has no limits. Raises 429 when a limit is
+        reached."""
+        if caller.key_digest is None:
+            return None
+        limit = self._limits.get(caller.key_digest)
         if limit is None:
             return None
-        key_id = digest.hex()[:32]
+        key_id = caller.key_id or ""
         counters = []
         if limit.rpm:
             counters.append(Counter(f"rpm:{key_id}", limit.rpm, WINDOW))

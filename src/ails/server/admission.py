@@ -1,0 +1,134 @@
+"""One admission path for every endpoint: what a request must pass before a
+backend is asked, in one order, written once.
+
+content type -> size -> JSON object -> who is calling (a key, checked before
+anything else as OpenAI does, or a signed client) -> the endpoint's own
+validation -> the signature -> the model is served here -> the caller's rate
+limit. Who is calling is established once (:class:`~ails.server.auth.Caller`)
+and carried on: the rate limit charges it, the access log names it
+(``request["caller"]``). An endpoint (chat completions, embeddings, another
+dialect) passes only its validation; what it does once admitted is its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ails.server.auth import ANYONE, Authenticator, Caller
+from ails.server.errors import JSON_TYPE, GatewayError
+from ails.server.ratelimit import Admission, RateLimiter
+from ails.server.routing import GatewayRouter
+from ails.signing import has_signature_fields
+
+_decode = msgspec.json.decode
+
+#: An endpoint's check of its body: ``(model, stream, include_usage)``, or a
+#: :class:`GatewayError` (400) naming the field.
+Validate = Callable[[dict[str, Any]], tuple[str, bool, bool]]
+
+
+@dataclass
+class Admitted:
+    """A request that passed: its body, caller, model, and the headers every
+    answer to it carries (request id, overhead, rate-limit state)."""
+
+    body: dict[str, Any]
+    caller: Caller
+    model: str
+    stream: bool
+    include_usage: bool
+    limits: Admission | None
+    headers: dict[str, str]
+
+
+class AdmissionPipeline:
+    def __init__(
+        self,
+        *,
+        auth: Authenticator,
+        router: GatewayRouter,
+        limiter: RateLimiter | None,
+        max_body_bytes: int,
+    ) -> None:
+        self.auth = auth
+        self.router = router
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+
+    def caller(self, request: web.Request) -> Caller:
+        """Who calls an endpoint without a body (``GET /v1/models``)."""
+        caller = self.auth.identify(request)
+        request["caller"] = caller
+        return caller
+
+    async def admit(self, request: web.Request, validate: Validate) -> Admitted:
+        started = time.perf_counter()
+        body = await self.read_json(request)
+        signed = has_signature_fields(body)
+        # A bad key is told first, before anything about the body, as OpenAI does.
+        caller = ANYONE if signed else self.caller(request)
+        model, stream, include_usage = validate(body)
+        if signed:
+            caller = await self.auth.check_signed(request, body)
+            request["caller"] = caller
+        if not self.router.serves(model) and not await self.router.knows(model):
+            raise GatewayError(
+                404,
+                f"The model {model!r} does not exist or is not served here "
+                "(GET /v1/models lists what is).",
+                code="model_not_found",
+                param="model",
+            )
+        limits = await self.limiter.admit(caller) if self.limiter is not None else None
+        headers = {
+            "x-request-id": request["rid"],
+            "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
+        }
+        if limits is not None:
+            headers.update(limits.headers())
+        return Admitted(body, caller, model, stream, include_usage, limits, headers)
+
+    async def read_json(self, request: web.Request) -> dict[str, Any]:
+        ctype = request.headers.get("Content-Type")
+        # No type is refused too: a browser sends a cross-site POST without a
+        # preflight only as a form, text/plain or with no type (docs/reliability.md).
+        if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
+            raise GatewayError(
+                415,
+                f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
+                code="unsupported_media_type",
+            )
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(self.max_body_bytes) from None
+        try:
+            body = _decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise GatewayError(
+                400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+            ) from None
+        except RecursionError:
+            raise GatewayError(
+                400, "the JSON body is nested too deeply", code="invalid_json"
+            ) from None
+        if not isinstance(body, dict):
+            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+        return body
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
+    )
+
+
+__all__ = ["AdmissionPipeline", "Admitted", "Validate"]
