@@ -126,7 +126,7 @@ class Router:
         async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> ChunkStream:
             return await provider.connect(model, request.messages, **params)
 
-        return await self._run(request, attempt)
+        return await self.run(request.model, attempt, params=_params_of(request))
 
     async def complete(self, request: ChatRequest) -> Completion:
         async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Completion:
@@ -134,7 +134,7 @@ class Router:
             params.pop("stream_options", None)
             return await provider.complete(model, request.messages, **params)
 
-        return await self._run(request, attempt)
+        return await self.run(request.model, attempt, params=_params_of(request))
 
     async def reply(self, request: ChatRequest) -> Reply:
         """A whole answer with its bytes as received (what a gateway passes on)."""
@@ -144,7 +144,7 @@ class Router:
             params.pop("stream_options", None)
             return await provider.reply(model, request.messages, **params)
 
-        return await self._run(request, attempt)
+        return await self.run(request.model, attempt, params=_params_of(request))
 
     def targets(self, model: str | None) -> list[str | tuple[Provider, str]]:
         """What to try, in order: the model, then the fallbacks. A subclass (the
@@ -155,17 +155,25 @@ class Router:
         """Retries before the answer starts; a gateway sets them per backend."""
         return self.max_retries
 
-    async def _run(
-        self, request: ChatRequest, attempt: Callable[[Provider, str, dict[str, Any]], Awaitable[T]]
+    async def run(
+        self,
+        model: str | None,
+        attempt: Callable[[Provider, str, dict[str, Any]], Awaitable[T]],
+        *,
+        params: Callable[[Provider], dict[str, Any]] | None = None,
     ) -> T:
-        targets = self.targets(request.model)
+        """Call ``attempt(provider, model, params)`` on the model's targets in
+        order, retrying each before its answer starts; ``params`` builds (and
+        checks) the keyword arguments for one provider. Any endpoint uses this
+        (chat, embeddings), so retries and fallbacks are written once."""
+        targets = self.targets(model)
         last: AilsError | None = None
         for index, target in enumerate(targets):
             try:
                 provider, model = (
                     target if isinstance(target, tuple) else self.resolve(target or None)
                 )
-                params = request_params(provider, request)
+                kwargs = params(provider) if params is not None else {}
             except AilsError as exc:
                 last = exc
                 if index + 1 < len(targets):
@@ -175,7 +183,7 @@ class Router:
             retries = self.retries_for(provider)
             for n in range(retries + 1):
                 try:
-                    return await attempt(provider, model, dict(params))
+                    return await attempt(provider, model, dict(kwargs))
                 except (ProviderError, Timeout, ProtocolError) as exc:
                     last = exc
                     if n >= retries or not is_retryable(exc):
@@ -202,6 +210,10 @@ class Router:
         if last is None:
             raise BadRequest("no provider can serve this request", code="no_target")
         raise last
+
+
+def _params_of(request: ChatRequest) -> Callable[[Provider], dict[str, Any]]:
+    return lambda provider: request_params(provider, request)
 
 
 def _label(target: str | tuple[Provider, str]) -> str:

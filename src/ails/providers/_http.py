@@ -258,12 +258,13 @@ class HTTPProvider(Provider):
             )
         return SSEChunkStream(resp, provider=self.name, timeouts=self.timeouts, started=started)
 
-    async def reply_json(self, path: str, body: dict[str, Any]) -> Reply:
-        """POST for a whole answer; keep its bytes, decode the completion lazily.
+    async def post_for_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, Any]:
+        """POST for a whole JSON answer: its bytes as received and its top-level
+        fields ``error``/``choices``/``data`` (nothing else is decoded).
 
         An upstream may answer ``200`` with ``{"error": ...}``: that is raised
-        here, for the library and a gateway alike, as is a body that is not a
-        ``chat.completion`` at all.
+        here, once, for the library and a gateway alike, as is a body that is
+        not a JSON object at all.
         """
         resp, _ = await self.post(path, body, streaming=False)
         try:
@@ -287,6 +288,12 @@ class HTTPProvider(Provider):
             raise _not_a_completion(self.name, str(exc)) from None
         if probe.error is not None:
             raise in_band_error(probe.error, provider=self.name)
+        return raw, probe
+
+    async def reply_json(self, path: str, body: dict[str, Any]) -> Reply:
+        """POST for a whole ``chat.completion``; keep its bytes, decode the
+        completion lazily (:meth:`post_for_json` raises in-band errors)."""
+        raw, probe = await self.post_for_json(path, body)
         if not isinstance(probe.choices, list):
             raise _not_a_completion(self.name, "no 'choices'")
         name = self.name
@@ -301,18 +308,20 @@ class HTTPProvider(Provider):
 
 
 class _Probe(msgspec.Struct):
-    """Just enough of a ``chat.completion`` to tell an answer from an error."""
+    """Just enough of an answer to tell it from an error: ``choices`` of a
+    completion, ``data`` of an embeddings list."""
 
     error: Any = None
     choices: Any = None
+    data: Any = None
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
 
 
-def _not_a_completion(provider: str, why: str) -> ProtocolError:
+def _not_a_completion(provider: str, why: str, kind: str = "chat.completion") -> ProtocolError:
     return ProtocolError(
-        f"answer is not a chat.completion JSON object: {why}",
+        f"answer is not a {kind} JSON object: {why}",
         provider=provider,
         code="invalid_completion",
     )
