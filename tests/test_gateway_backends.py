@@ -5,6 +5,7 @@ pointing at the gateway itself is refused at start."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +172,40 @@ def test_a_backend_pointing_at_the_gateway_itself_is_refused(tmp_path: Path) -> 
     env = write_config(tmp_path, "")
     result = run_serve(["--port", str(port), "--upstream", f"http://localhost:{port}/v1"], env=env)
     assert result.returncode == 2 and "points at this gateway itself" in result.stderr
+
+
+# -- the worked example of a new endpoint (docs/architecture.md) -------------------------
+
+
+def test_embeddings_pass_through_to_a_backend_that_serves_them(
+    upr: Upstream, tmp_path: Path
+) -> None:
+    env = write_config(tmp_path, "")
+    args = ["--upstream", upr.base_url, "--upstream-key", KEY, "--max-retries", "0"]
+    with Gateway(args, env=env) as g:
+        client = sdk(g)
+        got = client.embeddings.with_raw_response.create(
+            model="upstream1/test-model", input=["one", "three"]
+        )
+        vectors = got.parse()
+        assert [d.embedding for d in vectors.data] == [[3.0, 0.0], [5.0, 1.0]]
+        assert json.loads(got.content)["x_vendor"] == "kept"  # the backend's own bytes
+        sent = upr.requests[-1]
+        assert sent.path == "/v1/embeddings" and sent.body["model"] == "test-model"
+        assert sent.headers["authorization"] == f"Bearer {KEY}"
+        assert got.headers["x-request-id"]
+
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.embeddings.create(model="test-model", input=[])
+        assert bad.value.body["param"] == "input"  # type: ignore[index]
+        with pytest.raises(openai.NotFoundError):
+            client.embeddings.create(model="nobody-serves-this", input="x")
+
+
+def test_embeddings_from_a_backend_without_them_is_a_clear_error(tmp_path: Path) -> None:
+    pythonpath = install_plugin(tmp_path / "site", PLUGIN)
+    env = {**write_config(tmp_path, ""), "PYTHONPATH": pythonpath}
+    with Gateway(["--backend", "reverse"], env=env) as g:
+        with pytest.raises(openai.NotFoundError) as info:
+            sdk(g).embeddings.create(model="r1", input="x")
+        assert "does not serve embeddings" in info.value.message

@@ -421,6 +421,7 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
@@ -454,6 +455,31 @@ class Upstream:
             {"id": m, "object": "model", "created": 0, "owned_by": "upstream"} for m in self.models
         ]
         return web.json_response({"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """``POST /v1/embeddings``: one vector ``[len(text), index]`` per input
+        string, plus a vendor field (``x_vendor``) a pass-through must keep.
+        Model ``status:CODE`` answers CODE; ``inband`` answers 200 with an error."""
+        raw = await request.read()
+        body: Any = json.loads(raw)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        with self._lock:
+            self.requests.append(Recorded(request.path, headers, raw, body))
+        if not self._auth_ok(request, self.api_key):
+            return _error_response(401, "Incorrect API key provided.", code="invalid_api_key")
+        model = body.get("model")
+        if isinstance(model, str) and model.startswith("status:"):
+            return _error_response(int(model.split(":")[1]), "scripted", code="scripted")
+        if model == "inband":
+            return web.json_response(_error_body("in-band failure", type_="x", code="inband"))
+        given = body.get("input")
+        texts = [given] if isinstance(given, str) else list(given)
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(str(t))), float(i)]}
+            for i, t in enumerate(texts)
+        ]
+        answer = {"object": "list", "data": data, "model": model, "x_vendor": "kept"}
+        return web.json_response(answer)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
+from ails.errors import NotFound
 from ails.types import Chunk, Completion, completion_from_chunks
 
 #: Decodes a whole answer's bytes on first use of :attr:`Reply.completion`.
@@ -174,6 +175,11 @@ class Provider(ABC):
         """A whole answer with its bytes as received, for a caller that passes
         them on (the gateway). The default wraps :meth:`complete`: no bytes."""
         return Reply(await self.complete(model, messages, **params))
+
+    async def embed(self, model: str, body: dict[str, Any]) -> bytes:
+        """An OpenAI ``embeddings`` answer, as JSON bytes, for a request body
+        (``input`` and any other fields, passed on). Most providers serve none."""
+        raise NotFound(f"{self.name} does not serve embeddings", provider=self.name)
 
     async def list_models(self) -> list[str]:
         """Models this provider can serve now; remote providers ask their endpoint."""

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ails.errors import AuthFailed
+from ails.errors import AuthFailed, ProtocolError
 from ails.providers._http import (
     DEFAULT_MAX_CONNECTIONS,
     MAX_JSON_BODY,
@@ -107,6 +107,16 @@ class OpenAIProvider(HTTPProvider):
 
     async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
         return (await self.reply(model, messages, **params)).completion
+
+    async def embed(self, model: str, body: dict[str, Any]) -> bytes:
+        raw, probe = await self.post_for_json("/embeddings", {**body, "model": model})
+        if not isinstance(probe.data, list):
+            raise ProtocolError(
+                "answer is not an embeddings list (no 'data')",
+                provider=self.name,
+                code="invalid_embeddings",
+            )
+        return raw
 
     async def list_models(self) -> list[str]:
         headers = self.request_headers()

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, Provider
 from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator
 from ails.server.cache import ResponseCache, cache_key
@@ -234,6 +234,21 @@ class Gateway:
         # The end marker and the end of the body in one send.
         await resp.write_eof(end)
 
+    # -- embeddings: passed through to a backend that serves them -----------------
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        admitted = await self.admission.admit(request, _validate_embeddings)
+        body = {k: v for k, v in admitted.body.items() if k != "model"}
+
+        async def attempt(provider: Provider, model: str, _: dict[str, Any]) -> bytes:
+            return await provider.embed(model, body)
+
+        try:
+            answer = await self.router.run(admitted.model, attempt)
+        except AilsError as exc:
+            raise self._failure(exc, admitted.headers) from None
+        return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
+
     # -- the other endpoints -----------------------------------------------------
 
     async def models(self, request: web.Request) -> web.StreamResponse:
@@ -259,6 +274,15 @@ class Gateway:
 
     async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.openapi_body, content_type=JSON_TYPE)
+
+
+def _validate_embeddings(body: dict[str, Any]) -> tuple[str, bool, bool]:
+    model, given = body.get("model"), body.get("input")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, "model: a model name is required", param="model")
+    if not isinstance(given, str | list) or not given:
+        raise GatewayError(400, "input: a string or a list is required", param="input")
+    return model, False, False
 
 
 def cap_tokens(body: dict[str, Any], cap: int) -> None:
@@ -298,6 +322,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
+    app.router.add_post("/v1/embeddings", gateway.embeddings)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
     app.router.add_get("/health", gateway.health)

@@ -144,6 +144,57 @@ def openapi_document(
                     },
                 }
             },
+            "/v1/embeddings": {
+                "post": {
+                    "operationId": "createEmbedding",
+                    "summary": "Embeddings, passed through to a backend that serves them",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["model", "input"],
+                                    "properties": {
+                                        "model": {"type": "string", "minLength": 1},
+                                        "input": {
+                                            "anyOf": [
+                                                {"type": "string", "minLength": 1},
+                                                {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {
+                                                        "anyOf": [
+                                                            {"type": "string"},
+                                                            {"type": "integer"},
+                                                        ]
+                                                    },
+                                                },
+                                            ]
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The backend's own embeddings list, as it sent it.",
+                            "headers": common_headers,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["data"],
+                                        "properties": {"data": {"type": "array"}},
+                                    }
+                                }
+                            },
+                        },
+                        **chat_errors,
+                    },
+                }
+            },
             "/v1/models": {
                 "get": {
                     "operationId": "listModels",
