@@ -209,3 +209,14 @@ def test_embeddings_from_a_backend_without_them_is_a_clear_error(tmp_path: Path)
         with pytest.raises(openai.NotFoundError) as info:
             sdk(g).embeddings.create(model="r1", input="x")
         assert "does not serve embeddings" in info.value.message
+
+
+def test_the_event_loop_is_uvloop_unless_asked_otherwise(upr: Upstream, tmp_path: Path) -> None:
+    env = write_config(tmp_path, "")
+    for args, loop in (([], "uvloop"), (["--loop", "asyncio"], "asyncio")):
+        with Gateway(["--upstream", upr.base_url, "--upstream-key", KEY, *args], env=env) as g:
+            assert f"(event loop: {loop})" in g.log
+            reply = sdk(g).chat.completions.create(model="test-model", messages=HELLO)
+            assert reply.choices[0].message.content == "Hello, who are you? "
+    result = run_serve(["--port", "0", "--loop", "tokio"], env=env)
+    assert result.returncode == 2 and "tokio" in result.stderr

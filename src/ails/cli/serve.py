@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -89,7 +89,7 @@ def serve_cmd(config_file: str | None, log_level: str, **options: Any) -> None:
         raise click.UsageError(str(exc)) from None
     _setup_logging(log_level, config)
     try:
-        asyncio.run(_serve(config))
+        run_on(loop_factory(config.loop), _serve(config))
     except ConfigError as exc:  # a backend that cannot be built: a usage error too
         raise click.UsageError(str(exc)) from None
     except AilsError as exc:
@@ -100,6 +100,38 @@ def serve_cmd(config_file: str | None, log_level: str, **options: Any) -> None:
         sys.exit(1)
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         sys.exit(130)
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``--loop``: uvloop where installed (``auto``), or the plain loop; asking
+    for uvloop where it is not installed is a usage error."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise click.UsageError(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_on(
+    factory: Callable[[], asyncio.AbstractEventLoop] | None, main: Coroutine[Any, Any, None]
+) -> None:
+    """``asyncio.run`` on the loop ``factory`` makes (the default loop: None)."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
+    else:  # pragma: no cover - Python 3.10 has no loop_factory
+        if factory is not None:
+            policy = asyncio.DefaultEventLoopPolicy()
+            policy.new_event_loop = factory  # type: ignore[method-assign]
+            asyncio.set_event_loop_policy(policy)
+        asyncio.run(main)
 
 
 def _setup_logging(level: str, config: GatewayConfig) -> None:
@@ -132,7 +164,8 @@ async def _serve(config: GatewayConfig) -> None:
 
     gateway = create_gateway(config)
     names = [b.name for b in gateway.router.backends]
-    click.echo(f"ails: starting {', '.join(names)}...", err=True)
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    click.echo(f"ails: starting {', '.join(names)}... (event loop: {loop})", err=True)
     runner = web.AppRunner(
         # The app opens the gateway's backends in setup() and closes them in
         # cleanup() (its cleanup context).

@@ -228,6 +228,12 @@ class GatewayConfig:
     tpm: int | None = option(
         None, "tokens per minute of every API key (0: no limit)", kind=int, at_least=0
     )
+    loop: str = option(
+        "auto",
+        "the event loop: auto (uvloop where installed, else asyncio), uvloop or asyncio",
+        choices=("auto", "uvloop", "asyncio"),
+        what='"auto", "uvloop" or "asyncio"',
+    )
     access_log: bool = option(
         True, "a line per request (--no-access-log for benchmarks)", kind=bool
     )
