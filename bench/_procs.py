@@ -178,10 +178,10 @@ def bench_server(script: str, *args: str, timeout: float = 30.0) -> Iterator[Ser
 
 
 @contextmanager
-def mock_upstream_server(models: Sequence[str] = ("x",)) -> Iterator[Server]:
+def mock_upstream_server(models: Sequence[str] = ("x",), loop: str = "uvloop") -> Iterator[Server]:
     """A running mock upstream; ``models``: the names its ``GET /v1/models`` lists
     (it answers any name)."""
-    with bench_server("mock_upstream.py", "--models", ",".join(models)) as server:
+    with bench_server("mock_upstream.py", "--models", ",".join(models), "--loop", loop) as server:
         yield server
 
 
@@ -193,9 +193,9 @@ def mock_upstream(models: Sequence[str] = ("x",)) -> Iterator[str]:
 
 
 @contextmanager
-def passthrough_proxy(upstream: str) -> Iterator[Server]:
+def passthrough_proxy(upstream: str, loop: str = "uvloop") -> Iterator[Server]:
     """Run bench/passthrough_proxy.py forwarding to ``upstream``."""
-    with bench_server("passthrough_proxy.py", "--upstream", upstream) as server:
+    with bench_server("passthrough_proxy.py", "--upstream", upstream, "--loop", loop) as server:
         yield server
 
 
@@ -227,8 +227,17 @@ def ails_serve_available() -> str | None:
 
 
 @contextmanager
-def ails_gateway(upstream: str, log: Path, timeout: float = 30.0) -> Iterator[Server]:
-    """Run ``ails serve`` against ``upstream``."""
+def ails_gateway(
+    upstream: str,
+    log: Path,
+    timeout: float = 30.0,
+    *,
+    key: str | None = None,
+    loop: str = "uvloop",
+    access_log: bool = True,
+) -> Iterator[Server]:
+    """Run ``ails serve`` against ``upstream`` as a user runs it: with a client
+    key (``key``) and the default access log (to ``log``)."""
     port = free_port()
     cmd = [
         str(ails_executable()),
@@ -239,11 +248,15 @@ def ails_gateway(upstream: str, log: Path, timeout: float = 30.0) -> Iterator[Se
         str(port),
         "--upstream",
         upstream,
-        "--no-access-log",
+        "--loop",
+        loop,
+        "--access-log" if access_log else "--no-access-log",
     ]
+    if key:
+        cmd += ["--api-key", key]
     proc = spawn(cmd, log=log)
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout, log)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout, log)
         yield Server(f"http://127.0.0.1:{port}/v1", proc.pid)
     finally:
         stop(proc)

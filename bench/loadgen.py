@@ -1,4 +1,5 @@
-"""aiohttp load generator for the gateway benchmark, run as its own process.
+"""The load generator of the gateway benchmark, run as its own process, on
+uvloop when installed (the servers' loop), optionally pinned to one core.
 
     python bench/loadgen.py --url http://127.0.0.1:P/v1 [--key K] --tests seq,rate,stream,paced
 
@@ -19,8 +20,10 @@ Prints one JSON object on stdout with a key per test:
   ``lag_ms`` is the median over streams; ``ttfb_ms`` the median time to the
   first event.
 
-httpx is not used on purpose: its pool collapses at 64 connections. Every loop
-is bounded in count and in time.
+``seq``, ``rate`` and ``stream`` use bench/rawhttp.py (keep-alive HTTP/1.1 on
+raw asyncio streams): cheap enough that the generator is never what saturates
+first. ``paced`` reads lines as they arrive with aiohttp. Every loop is
+bounded in count and in time.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import statistics
 import sys
 import time
 from typing import Any
 
 import aiohttp
+
+from _loop import run_on_loop
+from rawhttp import Conn, build_request
 
 MESSAGES = [{"role": "user", "content": "go"}]
 REQUEST_TIMEOUT_S = 30.0
@@ -56,11 +63,28 @@ class Target:
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
 
+    def raw(self, model: str, stream: bool) -> bytes:
+        """The whole request as bytes, for the raw client."""
+        return build_request(self.url, self.body(model, stream), self.headers)
+
     def body(self, model: str, stream: bool) -> bytes:
         obj: dict[str, Any] = {"model": model, "messages": MESSAGES}
         if stream:
             obj["stream"] = True
         return json.dumps(obj).encode()
+
+
+async def one_raw(conn: Conn, data: bytes, stream: bool) -> bool:
+    """Send one pre-built request, read the whole body; True when it succeeded."""
+    status, body = await asyncio.wait_for(conn.request(data), REQUEST_TIMEOUT_S)
+    if status != 200:
+        return False
+    if stream:
+        return b"[DONE]" in body[-64:]
+    return body.startswith(b"{")
+
+
+_RAW_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError)
 
 
 async def one(session: aiohttp.ClientSession, t: Target, data: bytes, stream: bool) -> bool:
@@ -81,21 +105,23 @@ def new_session(limit: int) -> aiohttp.ClientSession:
 
 
 async def run_seq(t: Target, model: str, n: int, warmup: int, max_s: float) -> dict[str, Any]:
-    data = t.body(model, False)
+    data = t.raw(model, False)
     lat: list[float] = []
     total = 0
     errors = 0
     first_error = ""
     deadline = time.perf_counter() + max_s
-    async with new_session(1) as session:
+    conn = Conn(t.url)
+    try:
         for i in range(warmup + n):
             if time.perf_counter() > deadline:
                 break
             t0 = time.perf_counter()
             try:
-                ok = await one(session, t, data, False)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                ok = await one_raw(conn, data, False)
+            except _RAW_ERRORS as e:
                 ok, first_error = False, first_error or repr(e)
+                await conn.close()
             dt = time.perf_counter() - t0
             total += ok
             if not ok:
@@ -105,6 +131,8 @@ async def run_seq(t: Target, model: str, n: int, warmup: int, max_s: float) -> d
                 continue
             if i >= warmup:
                 lat.append(dt * 1000)
+    finally:
+        await conn.close()
     if not lat:
         return {"n": 0, "errors": errors, "error": first_error or "no successful request"}
     return {
@@ -122,7 +150,7 @@ async def run_seq(t: Target, model: str, n: int, warmup: int, max_s: float) -> d
 async def run_rate(
     t: Target, model: str, stream: bool, concurrency: int, duration: float, warmup: float
 ) -> dict[str, Any]:
-    data = t.body(model, stream)
+    data = t.raw(model, stream)
     start = time.perf_counter() + warmup
     end = start + duration
     done = 0
@@ -130,16 +158,25 @@ async def run_rate(
     errors = 0
     first_error = ""
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
+        nonlocal done, total, errors, first_error
+        conn = Conn(t.url)
+        try:
+            await _work(conn)
+        finally:
+            await conn.close()
+
+    async def _work(conn: Conn) -> None:
         nonlocal done, total, errors, first_error
         while True:
             now = time.perf_counter()
             if now >= end:
                 return
             try:
-                ok = await one(session, t, data, stream)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                ok = await one_raw(conn, data, stream)
+            except _RAW_ERRORS as e:
                 ok, first_error = False, first_error or repr(e)
+                await conn.close()
             now = time.perf_counter()
             total += ok
             if start <= now < end:
@@ -150,18 +187,17 @@ async def run_rate(
             if not ok:
                 await asyncio.sleep(0.01)  # don't spin on a dead target
 
-    async with new_session(concurrency) as session:
-        tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*tasks), timeout=warmup + duration + REQUEST_TIMEOUT_S
-            )
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*tasks), timeout=warmup + duration + REQUEST_TIMEOUT_S
+        )
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     out: dict[str, Any] = {"rps": done / duration, "done": done, "total": total, "errors": errors}
     if first_error:
         out["error"] = first_error
@@ -266,8 +302,12 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--cpu", type=int, default=None, help="pin this process to one core")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = ap.parse_args()
-    result = asyncio.run(amain(args))
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    result = run_on_loop(amain(args), args.loop)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

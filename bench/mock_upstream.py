@@ -28,6 +28,8 @@ from functools import lru_cache
 
 from aiohttp import web
 
+from _loop import run_on_loop
+
 TOKENS = ("hello", " world")
 
 
@@ -133,6 +135,9 @@ def main() -> None:
         help="comma-separated names GET /v1/models lists (a gateway that checks model "
         "names needs e.g. x,chunks:10,paced:20:50); every name is answered either way",
     )
+    ap.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="uvloop when installed"
+    )
     args = ap.parse_args()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -147,7 +152,7 @@ def main() -> None:
         print(f"READY {port}", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    run_on_loop(serve(), args.loop)
 
 
 if __name__ == "__main__":

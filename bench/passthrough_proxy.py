@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from _loop import run_on_loop
+
 FORWARD = ("Content-Type", "Authorization")
 
 
@@ -69,6 +71,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream", required=True, help="e.g. http://127.0.0.1:8000/v1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="uvloop when installed"
+    )
     args = ap.parse_args()
     app = make_app(args.upstream)
 
@@ -84,7 +89,7 @@ def main() -> int:
         finally:
             await runner.cleanup()
 
-    asyncio.run(serve())
+    run_on_loop(serve(), args.loop)
     return 0
 
 
