@@ -156,15 +156,19 @@ class HTTPProvider(Provider):
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
-            trace = aiohttp.TraceConfig()
-            trace.on_connection_queued_start.append(self._on_pool_wait)
+            traces = []
+            if self.max_connections is not None:
+                # Only with a cap: a trace costs a few signals on every request.
+                trace = aiohttp.TraceConfig()
+                trace.on_connection_queued_start.append(self._on_pool_wait)
+                traces.append(trace)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections or 0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.timeouts.connect, connect=self.timeouts.connect
                 ),
                 auto_decompress=True,
-                trace_configs=[trace],
+                trace_configs=traces or None,
             )
             self._session_loop = loop
         return self._session

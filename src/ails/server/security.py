@@ -36,6 +36,7 @@ header.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -103,7 +104,10 @@ def _host_name(host_header: str) -> str:
     return host.rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ip(name: str) -> bool:
+    # Cached: every request asks about the same few Host values, and parsing
+    # an address is one of the larger costs of the per-request checks.
     try:
         ipaddress.ip_address(name)
     except ValueError:
