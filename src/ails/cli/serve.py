@@ -119,6 +119,35 @@ class _RedactingFilter(logging.Filter):
     help="least seconds between upstream model-list refreshes (default 30)",
 )
 @click.option(
+    "--client-header-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="seconds a client has to send a request's head (default 10; 0: no limit)",
+)
+@click.option(
+    "--client-body-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="seconds a client has to send a request's body after its head (default 30)",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="seconds a client connection may stay idle between requests (default 75)",
+)
+@click.option("--max-connections", type=int, help="open client connections in all (default 4096)")
+@click.option(
+    "--max-connections-per-client",
+    type=int,
+    help="open connections per client address (default 256; trusted proxies exempt)",
+)
+@click.option(
+    "--max-anonymous-body-bytes",
+    type=int,
+    help="largest body of a request without a valid key under --allow-signed (default 256 KiB)",
+)
+@click.option(
     "--redis",
     metavar="URL",
     help="share replay cache, quotas, rate limits and cache with other replicas "
@@ -200,21 +229,32 @@ async def _serve(config: GatewayConfig) -> None:
     from aiohttp import web
 
     from ails.server import AccessLogger, build_app, create_gateway
+    from ails.server.connections import ConnectionGuard, listen, raise_fd_limit
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
+    # Deadlines and caps on client connections (docs/gateway.md); its counts
+    # of refusals live in gateway.connections.stats.
+    guard = gateway.connections = ConnectionGuard(
+        config.connection_limits(), trusted_proxies=config.trusted_proxies
+    )
+    _check_fd_limit(raise_fd_limit(config.max_connections + 256), config.max_connections)
+    asyncio.get_running_loop().set_exception_handler(guard.handle_loop_exception)
     try:
         if config.serve_local:
             click.echo("ails: loading the embedded model...", err=True)
         await gateway.start()
+        app = build_app(gateway, ui=config.ui)
+        app.middlewares.insert(0, guard.middleware)  # outermost: it marks each request
         runner = web.AppRunner(
-            build_app(gateway, ui=config.ui),
+            app,
             # A client that disconnects cancels its handler, even while it waits
             # for an upstream: the upstream request is closed at once.
             handler_cancellation=True,
             access_log=logging.getLogger("ails.access") if config.access_log else None,
             access_log_class=AccessLogger,
             shutdown_timeout=5.0,
+            keepalive_timeout=config.keepalive_timeout,
             # Request line and header line limits, explicit (docs/reliability.md).
             max_line_size=MAX_LINE_SIZE,
             max_field_size=MAX_FIELD_SIZE,
@@ -222,8 +262,7 @@ async def _serve(config: GatewayConfig) -> None:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-            await site.start()
+            await listen(runner, guard, config.host, config.port, backlog=1024)
             # Everything alive now (modules, the model table, the app) lives as
             # long as the process: out of the collector's sight, full collections
             # stop walking it on every request burst (~15% CPU per request, A/B).
@@ -240,6 +279,17 @@ async def _serve(config: GatewayConfig) -> None:
             await runner.cleanup()
     finally:
         await gateway.aclose()
+
+
+def _check_fd_limit(limits: tuple[int, int], max_connections: int) -> None:
+    soft = limits[0]
+    if 0 <= soft < max_connections + 64:
+        logging.getLogger("ails.server").warning(
+            "the open-file limit (%d) is below --max-connections (%d): raise `ulimit -n`, "
+            "or lower --max-connections, or new connections fail before the cap",
+            soft,
+            max_connections,
+        )
 
 
 async def _wait_for_signal() -> None:

@@ -30,6 +30,7 @@ from ails.providers._http import SSEChunkStream
 from ails.providers.base import ChunkStream
 from ails.server.auth import Authenticator
 from ails.server.cache import ResponseCache, cache_key
+from ails.server.connections import ConnectionGuard
 from ails.server.errors import (
     JSON_TYPE,
     GatewayError,
@@ -68,6 +69,9 @@ class Gateway:
     #: Host, Origin and CORS checks (server/security.py); create_gateway sets
     #: the configured one, this default allows loopback names and no CORS.
     security: SecurityPolicy = SecurityPolicy()
+    #: Client connection deadlines and caps, and their refusal counts
+    #: (server/connections.py); set by ``ails serve``.
+    connections: ConnectionGuard | None = None
 
     def __init__(
         self,

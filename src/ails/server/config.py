@@ -19,6 +19,7 @@ from yarl import URL
 
 from ails.errors import ConfigError
 from ails.server.config_file import SCALARS, check_file, load_file, read_lines
+from ails.server.connections import ConnectionLimits
 from ails.server.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key
 from ails.server.limits import Quota, parse_quota
 from ails.server.policy import POLICIES
@@ -28,6 +29,7 @@ from ails.server.security import SecurityPolicy
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_MESSAGES = 2048
+DEFAULT_MAX_ANONYMOUS_BODY = 256 * 1024
 
 #: Environment variables: one upstream key for every upstream that has none,
 #: and client API keys, comma separated.
@@ -66,6 +68,8 @@ class GatewayConfig:
     allowed_hosts: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = DEFAULT_MAX_BODY
+    #: Under --allow-signed, the largest body of a request without a valid key.
+    max_anonymous_body_bytes: int = DEFAULT_MAX_ANONYMOUS_BODY
     max_messages: int = DEFAULT_MAX_MESSAGES
     #: ``max_tokens`` given to every request: the client's, lowered to this.
     max_tokens_cap: int | None = None
@@ -74,6 +78,13 @@ class GatewayConfig:
     idle_timeout: float | None = 120.0
     timeout: float | None = 600.0
     models_refresh: float = 30.0
+    #: Client connections (server/connections.py): seconds for a request's head
+    #: and body and idle between requests; open connections per peer and in all.
+    client_header_timeout: float | None = 10.0
+    client_body_timeout: float | None = 30.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 4096
+    max_connections_per_client: int = 256
     access_log: bool = True
     insecure_public: bool = False
     #: The chat page at ``/`` (docs/ui.md).
@@ -108,6 +119,15 @@ class GatewayConfig:
             if url.password:
                 out += [url.password, f"{url.user}:{url.password}"]
         return out
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            header_timeout=self.client_header_timeout,
+            body_timeout=self.client_body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+            max_per_client=self.max_connections_per_client,
+        )
 
     def upstream_addresses(self) -> dict[str, str]:
         """Each upstream's URL and ``host:port``, to be shown as ``<name>``."""
@@ -245,6 +265,7 @@ def build_config(
         "port",
         "signature_window",
         "max_body_bytes",
+        "max_anonymous_body_bytes",
         "max_messages",
         "max_tokens_cap",
         "max_retries",
@@ -252,6 +273,11 @@ def build_config(
         "idle_timeout",
         "timeout",
         "models_refresh",
+        "client_header_timeout",
+        "client_body_timeout",
+        "keepalive_timeout",
+        "max_connections",
+        "max_connections_per_client",
         "redis_prefix",
         "redis_timeout",
         "redis_failure",
@@ -319,6 +345,9 @@ def _finish(cfg: GatewayConfig) -> None:
         ("max_body_bytes", cfg.max_body_bytes, 1024),
         ("max_messages", cfg.max_messages, 1),
         ("max_retries", cfg.max_retries, 0),
+        ("max_anonymous_body_bytes", cfg.max_anonymous_body_bytes, 1024),
+        ("max_connections", cfg.max_connections, 1),
+        ("max_connections_per_client", cfg.max_connections_per_client, 1),
     ):
         if value < low:
             raise ConfigError(f"{label} must be at least {low}")
@@ -326,9 +355,17 @@ def _finish(cfg: GatewayConfig) -> None:
         raise ConfigError("port must be at most 65535")
     if cfg.max_tokens_cap is not None and cfg.max_tokens_cap < 1:
         raise ConfigError("max_tokens_cap must be at least 1")
+    if cfg.keepalive_timeout < 0:
+        raise ConfigError("keepalive_timeout must be 0 (close after each answer) or more seconds")
     if cfg.signature_window <= 0:
         raise ConfigError("signature_window must be a positive number of seconds")
-    for t in ("connect_timeout", "idle_timeout", "timeout"):
+    for t in (
+        "connect_timeout",
+        "idle_timeout",
+        "timeout",
+        "client_header_timeout",
+        "client_body_timeout",
+    ):
         value = getattr(cfg, t)
         if value is not None and value <= 0:
             setattr(cfg, t, None)  # 0 or less: no limit
