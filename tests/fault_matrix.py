@@ -18,6 +18,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from door_matrix import render_doors
+
 IDLE_S = 0.5
 TOTAL_S = 1.5
 #: A Retry-After given as an HTTP date this far ahead (seconds).
@@ -430,7 +432,11 @@ def render_hostile() -> str:
 
 
 #: The markers around each generated table in docs/reliability.md.
-TABLES: dict[str, Callable[[], str]] = {"faults": render_faults, "hostile": render_hostile}
+TABLES: dict[str, Callable[[], str]] = {
+    "faults": render_faults,
+    "hostile": render_hostile,
+    "doors": render_doors,
+}
 
 
 def begin_marker(name: str) -> str:

@@ -90,6 +90,7 @@ def create_gateway(config: GatewayConfig, *, store: StateStore | None = None) ->
         auth=auth,
         redact=redact,
         max_body_bytes=config.max_body_bytes,
+        max_anonymous_body_bytes=config.max_anonymous_body_bytes,
         max_messages=config.max_messages,
         max_tokens_cap=config.max_tokens_cap,
         limiter=RateLimiter.build(

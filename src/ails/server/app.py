@@ -29,6 +29,7 @@ from ails.errors import AilsError
 from ails.providers._http import SSEChunkStream
 from ails.providers.base import ChunkStream
 from ails.server.auth import Authenticator
+from ails.server.body import read_body
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.connections import ConnectionGuard
 from ails.server.errors import (
@@ -81,6 +82,7 @@ class Gateway:
         redact: Redactor,
         max_body_bytes: int,
         max_messages: int,
+        max_anonymous_body_bytes: int = 256 * 1024,
         max_tokens_cap: int | None = None,
         limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
@@ -91,6 +93,7 @@ class Gateway:
         self.auth = auth
         self.redact = redact
         self.max_body_bytes = max_body_bytes
+        self.max_anonymous_body_bytes = min(max_anonymous_body_bytes, max_body_bytes)
         self.max_messages = max_messages
         self.max_tokens_cap = max_tokens_cap
         self.openapi_body = _encode(
@@ -132,12 +135,11 @@ class Gateway:
                 f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
                 code="unsupported_media_type",
             )
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise _too_large(self.max_body_bytes)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self.max_body_bytes) from None
+        # The key first, before a byte of the body is read (server/body.py).
+        if self.auth.key_decides(request):
+            raw = await read_body(request, self.max_body_bytes)
+        else:
+            raw = await read_body(request, self.max_anonymous_body_bytes, anonymous=True)
         try:
             body = _decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -329,12 +331,6 @@ def cap_tokens(body: dict[str, Any], cap: int) -> None:
             body["max_tokens"] = min(cap, body["max_tokens"])
     elif not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > cap:
         body["max_tokens"] = cap
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
-    )
 
 
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:

@@ -90,6 +90,17 @@ class Authenticator:
             ok |= hmac.compare_digest(presented, expected)
         return ok
 
+    def key_decides(self, request: web.Request) -> bool:
+        """Before the body is read: refuse (401) a request that its key alone
+        decides. True: the caller may send a full body (a valid key, or no keys
+        configured); False: it is anonymous under ``--allow-signed``, so only a
+        small, signed body can be served."""
+        if not self._digests or self.key_valid(request.headers.get("Authorization")):
+            return True
+        if not self.allow_signed:
+            self.require_key(request)  # raises: only a valid key can be served
+        return False
+
     def require_key(self, request: web.Request) -> bool:
         """Refuse a request without a valid key when keys are configured; say
         whether the caller presented a valid one."""

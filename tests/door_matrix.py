@@ -1,0 +1,81 @@
+"""The open doors of issue 14, closed: what a client tries, what it gets, as data.
+
+Each row is asserted by one test (tests/test_connections.py, tests/test_doors.py,
+tests/test_redis_deadlines.py), which looks its row up by ``key`` and checks
+exactly the status and code the row gives; scripts/reliability_table.py renders
+the same rows as the "doors" table of docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Door:
+    #: The handle a test looks the row up by.
+    key: str
+    #: What the client (or the operator) does.
+    attempt: str
+    #: The gateway's options that matter.
+    options: str
+    #: The answer's status; 2: ``ails serve`` exits with 2; None: no answer, the
+    #: connection is closed.
+    status: int | None
+    code: str | None
+    #: The rest of what happens.
+    note: str = ""
+
+
+DOORS: list[Door] = [
+    Door("silent", "connects and sends nothing", "`--client-header-timeout`", 408,
+         "request_timeout", "then closed"),
+    Door("slow-head", "sends its request head one byte every 50 ms", "`--client-header-timeout`",
+         408, "request_timeout", "then closed"),
+    Door("stalled-body", "sends its head and part of the body, then stalls",
+         "`--client-body-timeout`", 408, "request_timeout", "then closed"),
+    Door("keepalive", "stays idle after an answer", "`--keepalive-timeout`", None, None,
+         "closed"),
+    Door("per-client", "opens one connection more than its address may hold",
+         "`--max-connections-per-client`", 503, "too_many_connections",
+         "`retry-after`, closed; other addresses still get in"),
+    Door("total", "opens one connection more than the gateway holds", "`--max-connections`",
+         503, "too_many_connections", "`retry-after`, closed"),
+    Door("emfile", "runs the gateway out of file descriptors", "a 48-file `ulimit`", None, None,
+         "at most one log line per 10 s, no traceback; serving again once they close"),
+    Door("unread-body", "40 requests without a key announce 4 MiB and send 1 KiB",
+         "`--api-key`", 401, "invalid_api_key",
+         "answered before the body is read; the memory stays flat"),
+    Door("anonymous-large", "a request without a key announces 4 MiB",
+         "`--api-key`, `--allow-signed`", 413, "body_too_large",
+         "`--max-anonymous-body-bytes` (256 KiB), before the body is read"),
+    Door("anonymous-chunked", "a chunked request without a key sends more than 256 KiB",
+         "`--api-key`, `--allow-signed`", 413, "body_too_large", "reading stops at the limit"),
+]  # fmt: skip
+
+
+def door(key: str) -> Door:
+    for row in DOORS:
+        if row.key == key:
+            return row
+    raise KeyError(key)
+
+
+def render_doors() -> str:
+    lines = [
+        "| a client (or operator) | options | status | code | what happens |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for d in DOORS:
+        if d.status is None:
+            status = "—"
+        elif d.status == 2:
+            status = "exit 2"
+        else:
+            status = str(d.status)
+        code = f"`{d.code}`" if d.code else "—"
+        lines.append(f"| {d.attempt} | {d.options} | {status} | {code} | {d.note} |")
+    return "\n".join(lines)
+
+
+__all__ = ["DOORS", "Door", "door", "render_doors"]
