@@ -5,16 +5,21 @@ tests/test_redis_deadlines.py).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import http.client
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from door_matrix import door
-from gateway_proc import Gateway
+from gateway_proc import Gateway, run_serve
 from upstream import Upstream
 
 CLIENT_KEY = "sk-client-0123456789abcdef"
@@ -139,3 +144,118 @@ def test_an_anonymous_chunked_body_stops_at_the_limit(signed_gw: Gateway) -> Non
         except OSError:
             pass  # the gateway answered and closed: fine
         assert read_answer(s) == expected("anonymous-chunked")
+
+
+# -- item 4: credentials in every encoding ------------------------------------------------
+
+UPSTREAM_USER = "gw-user"
+UPSTREAM_PASSWORD = "s3cret-pass-4711"
+
+
+class EchoAuthUpstream:
+    """An upstream that quotes what it was sent, ``Authorization`` included: a
+    400 and a 500 whose messages hold it, and a stream whose in-band error holds it."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def __enter__(self) -> EchoAuthUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model"} for m in ("echo-400", "echo-500", "echo-stream")]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        said = f"you sent {request.headers.get('Authorization')} to {request.url}"
+        error = {"error": {"message": said, "type": "x", "code": "echo"}}
+        if body["model"] == "echo-400":
+            return web.json_response(error, status=400)
+        if body["model"] == "echo-500":
+            return web.json_response(error, status=500)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        }
+        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await resp.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+        await resp.write_eof()
+        return resp
+
+
+def test_url_credentials_leak_in_no_encoding() -> None:
+    basic = base64.b64encode(f"{UPSTREAM_USER}:{UPSTREAM_PASSWORD}".encode()).decode()
+    forms = [UPSTREAM_PASSWORD, f"{UPSTREAM_USER}:{UPSTREAM_PASSWORD}", basic]
+    with EchoAuthUpstream() as echo:
+        url = f"http://{UPSTREAM_USER}:{UPSTREAM_PASSWORD}@127.0.0.1:{echo.port}/v1"
+        with Gateway(["--upstream", url, "--max-retries", "1"]) as g:
+            answers = []
+            for model in ("echo-400", "echo-500"):
+                body = {"model": model, "messages": HELLO}
+                status, text = post(g, body)
+                assert status in (400, 502), text
+                answers.append(text)
+            status, text = post(g, {"model": "echo-stream", "messages": HELLO, "stream": True})
+            assert status == 200 and '"error"' in text and "[DONE]" in text
+            answers.append(text)
+            # The upstream did receive the credentials (so the test can fail).
+            assert "you sent Basic ***" in answers[0]
+            assert g.wait_for_log("retrying")
+            log = g.log
+    for form in forms:
+        for text in [*answers, log]:
+            assert form not in text
+    # ITEM5
+
+
+def post(g: Gateway, body: dict[str, object]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port_of(g), timeout=10)
+    try:
+        conn.request(
+            "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("upstream", "says"),
+    [
+        ("http://u:p4ssw0rd-long@127.0.0.1:9/v1", "credentials in its URL"),
+        ("http://127.0.0.1:9/v1?api-version=2024", "query string"),
+    ],
+)
+def test_upstream_urls_that_cannot_work_stop_the_start(upstream: str, says: str) -> None:
+    extra = ["--upstream-key", "sk-upstream-0123456789"] if "@" in upstream else []
+    done = run_serve(["--upstream", upstream, *extra], timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "p4ssw0rd" not in done.stderr and "Traceback" not in done.stderr

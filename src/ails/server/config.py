@@ -9,6 +9,7 @@ environment variables.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -110,14 +111,13 @@ class GatewayConfig:
         return self.local if self.local is not None else not self.upstreams
 
     def secrets(self) -> list[str]:
-        """Everything that must never be shown: keys and URL credentials."""
+        """Everything that must never be shown: keys, and URL credentials in
+        every form they are sent (``user:pass`` as written and decoded, and
+        the ``Basic`` header's base64 of it)."""
         out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
-        if self.redis and URL(self.redis).password:
-            out.append(str(URL(self.redis).password))
-        for u in self.upstreams:
-            url = URL(u.url)
-            if url.password:
-                out += [url.password, f"{url.user}:{url.password}"]
+        out += [k.key for k in self.keys]
+        for url in [URL(u.url) for u in self.upstreams] + ([URL(self.redis)] if self.redis else []):
+            out += url_credentials(url)
         return out
 
     def connection_limits(self) -> ConnectionLimits:
@@ -139,6 +139,22 @@ class GatewayConfig:
             if url.host:
                 out[f"{url.host}:{url.port}"] = label
         return out
+
+
+def url_credentials(url: URL) -> list[str]:
+    """A URL's password in every form a log or an echo may show it."""
+    if not url.password:
+        return []
+    user, password = url.user or "", url.password
+    out = [password, url.raw_password or "", f"{user}:{password}"]
+    out.append(f"{url.raw_user or ''}:{url.raw_password or ''}")
+    for encoding in ("latin-1", "utf-8"):  # aiohttp's BasicAuth uses latin-1
+        try:
+            pair = f"{user}:{password}".encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        out.append(base64.b64encode(pair).decode("ascii"))
+    return out
 
 
 def redact_url(url: str) -> str:
@@ -246,7 +262,8 @@ def build_config(
         ]
     _assign_keys(cfg.upstreams, cli_keys)
     for u in cfg.upstreams:
-        if u.key is None and env.get(ENV_UPSTREAM_KEY):
+        # An upstream with credentials in its URL already has its way in.
+        if u.key is None and env.get(ENV_UPSTREAM_KEY) and URL(u.url).user is None:
             u.key = env[ENV_UPSTREAM_KEY]
 
     # Client keys: command line > AILS_API_KEYS > file; each with where it came from.
@@ -333,6 +350,16 @@ def _finish(cfg: GatewayConfig) -> None:
             raise ConfigError(
                 f"an upstream is an http(s) base URL like http://host:port/v1, "
                 f"not {redact_url(u.url)!r}"
+            )
+        if url.query_string or url.fragment:
+            raise ConfigError(
+                f"upstream {redact_url(u.url)!r} has a query string or fragment; an upstream is a "
+                "base URL (paths like /models and /chat/completions are added to it)"
+            )
+        if (url.user or url.password) and u.key:
+            raise ConfigError(
+                f"upstream {redact_url(u.url)!r} has credentials in its URL (user:password@) "
+                "and an upstream key too: the two cannot both be sent; give one"
             )
         u.name = u.name or f"upstream{i}"
         if u.name in names or u.name == "local":
