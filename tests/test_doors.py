@@ -231,7 +231,7 @@ def test_url_credentials_leak_in_no_encoding() -> None:
     for form in forms:
         for text in [*answers, log]:
             assert form not in text
-    # ITEM5
+    assert f"127.0.0.1:{echo.port}" not in log  # nor its address (item 5)
 
 
 def post(g: Gateway, body: dict[str, object]) -> tuple[int, str]:

@@ -17,14 +17,16 @@ if TYPE_CHECKING:
 
 
 class _RedactingFilter(logging.Filter):
-    """Last line of defence: no configured secret reaches the log, whatever logged it."""
+    """Last line of defence: no configured secret and no upstream address
+    (shown as ``<upstream0>``) reaches the log, whatever logged it: the
+    library's router logs its retries with the provider's own error text."""
 
     def __init__(self, redact: Any) -> None:
         super().__init__()
         self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.redact.secrets:
+        if self.redact.secrets or self.redact.names:
             record.msg = self.redact(record.getMessage())
             record.args = None
             if record.exc_info:  # a traceback's messages may quote a secret too
@@ -213,7 +215,8 @@ def _setup_logging(level: str, config: GatewayConfig) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # First: a request aiohttp cannot parse is logged without quoting its line.
     handler.addFilter(ParseErrorLogFilter())
-    handler.addFilter(_RedactingFilter(Redactor(config.secrets())))
+    redact = Redactor(config.secrets(), names=config.upstream_addresses())
+    handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
