@@ -51,6 +51,16 @@ DOORS: list[Door] = [
          "`--max-anonymous-body-bytes` (256 KiB), before the body is read"),
     Door("anonymous-chunked", "a chunked request without a key sends more than 256 KiB",
          "`--api-key`, `--allow-signed`", 413, "body_too_large", "reading stops at the limit"),
+    Door("quota-404", "three anonymous signed requests for an unknown model",
+         "`--allow-signed --signed-quota 3/day`", 404, "model_not_found",
+         "the quota is not charged"),
+    Door("quota-502", "three anonymous signed requests whose upstream fails (streamed or not)",
+         "`--allow-signed --signed-quota 3/day`", 502, None,
+         "the charge is given back: nothing was served"),
+    Door("quota-spent", "a fourth served request after three", "`--signed-quota 3/day`", 429,
+         "quota_exceeded", "no replay entry is written for it"),
+    Door("public-signed", "the operator starts `--allow-signed` beyond loopback without a quota",
+         "`--host 0.0.0.0`", 2, None, "refused unless `--insecure-public`"),
 ]  # fmt: skip
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from ails.signing import signature_fields
 from door_matrix import door
-from gateway_proc import Gateway, run_serve
+from gateway_proc import Gateway, StatusUpstream, run_serve
 from upstream import Upstream
 
 CLIENT_KEY = "sk-client-0123456789abcdef"
@@ -259,3 +260,52 @@ def test_upstream_urls_that_cannot_work_stop_the_start(upstream: str, says: str)
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
     assert "p4ssw0rd" not in done.stderr and "Traceback" not in done.stderr
+
+
+# -- item 6: the anonymous quota pays only for served work ---------------------------------
+
+
+def signed(model: str, text: str, *, stream: bool = False) -> dict[str, object]:
+    messages = [{"role": "user", "content": text}]
+    body: dict[str, object] = {"model": model, "messages": messages, "stream": stream}
+    return body | signature_fields(text, now_ms=int(time.time() * 1000))
+
+
+def test_the_anonymous_quota_is_charged_only_for_served_requests(up: Upstream) -> None:
+    broken = StatusUpstream(["broken"], 503).start()
+    try:
+        args = [
+            "--upstream", up.base_url, "--upstream", broken.base_url,
+            "--allow-signed", "--signed-quota", "3/day", "--max-retries", "0",
+        ]  # fmt: skip
+        with Gateway(args) as g:
+            for i in range(3):
+                assert post(g, signed("no-such-model", f"a{i}"))[0] == door("quota-404").status
+                assert post(g, signed("broken", f"b{i}"))[0] == door("quota-502").status
+                status, _ = post(g, signed("broken", f"c{i}", stream=True))
+                assert status == door("quota-502").status
+            for i in range(3):  # the whole quota is still there
+                assert post(g, signed("test-model", f"ok{i}"))[0] == 200
+            status, text = post(g, signed("test-model", "one too many"))
+            assert (status, json.loads(text)["error"]["code"]) == expected("quota-spent")
+    finally:
+        broken.stop()
+
+
+def test_a_request_refused_by_the_quota_leaves_no_replay_entry(up: Upstream) -> None:
+    with Gateway(["--upstream", up.base_url, "--allow-signed", "--signed-quota", "1/3s"]) as g:
+        # The first request of a fresh window spends it; the next one is refused.
+        time.sleep(3 - time.time() % 3)
+        assert post(g, signed("test-model", "first"))[0] == 200
+        second = signed("test-model", "second")
+        assert post(g, second)[0] == 429
+        time.sleep(3 - time.time() % 3 + 0.05)  # a new window
+        # The very same signed body: not a replay, since its refusal recorded nothing.
+        assert post(g, second)[0] == 200
+
+
+def test_public_anonymous_signing_needs_a_quota() -> None:
+    args = ["--host", "0.0.0.0", "--api-key", CLIENT_KEY, "--allow-signed"]
+    done = run_serve([*args, "--upstream", "http://127.0.0.1:9/v1"], timeout=30)
+    assert done.returncode == expected("public-signed")[0], done.stderr
+    assert "--signed-quota" in done.stderr and "Traceback" not in done.stderr

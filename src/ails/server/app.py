@@ -28,7 +28,7 @@ from ails._version import __version__
 from ails.errors import AilsError
 from ails.providers._http import SSEChunkStream
 from ails.providers.base import ChunkStream
-from ails.server.auth import Authenticator
+from ails.server.auth import Authenticator, Refund
 from ails.server.body import read_body
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.connections import ConnectionGuard
@@ -156,8 +156,7 @@ class Gateway:
         if not signed:
             self.auth.require_key(request)  # a bad key is told first, as OpenAI does
         model, stream, include_usage = validate(body, max_messages=self.max_messages)
-        if signed:
-            await self.auth.check_signed(request, body)
+        caller = self.auth.verify_signed(request, body) if signed else None
         if not self.router.serves(model) and not await self.router.knows(model):
             raise GatewayError(
                 404,
@@ -166,6 +165,9 @@ class Gateway:
                 code="model_not_found",
                 param="model",
             )
+        # Charged only now that the request can be served (an anonymous signed
+        # caller's quota), and given back if the backend fails before any output.
+        refund = await self.auth.admit_signed(caller) if caller is not None else None
         admission = None
         if self.limiter is not None:  # 429 when the key's limit is reached
             admission = await self.limiter.admit(request.headers.get("Authorization"))
@@ -179,7 +181,9 @@ class Gateway:
         if admission is not None:
             headers.update(admission.headers())
         if stream:
-            return await self._stream(request, chat_request, headers, include_usage, admission)
+            return await self._stream(
+                request, chat_request, headers, include_usage, admission, refund
+            )
         key = cache_key(body, self.router.canonical(model)) if self.cache is not None else None
         if key is not None and self.cache is not None:
             cached = await self.cache.get(key)
@@ -189,6 +193,8 @@ class Gateway:
         try:
             answer = await self.router.complete_raw(chat_request)
         except AilsError as exc:
+            if refund is not None:
+                await refund()
             raise self._failure(exc, headers) from None
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
@@ -227,12 +233,15 @@ class Gateway:
         headers: dict[str, str],
         include_usage: bool,
         admission: Admission | None = None,
+        refund: Refund | None = None,
     ) -> web.StreamResponse:
         # Retries and fallbacks happen in here, before the first byte is sent;
         # once the response has started, a failure can only end the stream.
         try:
             stream = await self.router.open_stream(chat_request)
         except AilsError as exc:
+            if refund is not None:
+                await refund()
             raise self._failure(exc, headers) from None
         rid = headers["x-request-id"]
         meter = None
@@ -246,7 +255,9 @@ class Gateway:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                await self._pump(resp, stream, raw_source, include_usage, rid, meter)
+                nothing = await self._pump(resp, stream, raw_source, include_usage, rid, meter)
+                if nothing and refund is not None:  # failed before any output
+                    await refund()
             except ConnectionError:
                 log.info("request %s: the client went away mid-stream", rid)
             return resp
@@ -265,10 +276,12 @@ class Gateway:
         include_usage: bool,
         rid: str,
         meter: UsageMeter | None = None,
-    ) -> None:
+    ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
-        an error event if it failed (never a silent truncation)."""
+        an error event if it failed (never a silent truncation). True: it failed
+        before writing anything."""
         write = resp.write
+        wrote = False
         try:
             async for batch in stream:
                 if meter is not None:
@@ -278,6 +291,7 @@ class Gateway:
                 else:
                     data = frame_chunks(batch, include_usage)
                 if data:
+                    wrote = True
                     await write(data)
         except AilsError as exc:
             log.warning("request %s: stream failed: %s", rid, self.redact(str(exc)))
@@ -291,6 +305,7 @@ class Gateway:
             end = DONE
         # The end marker and the end of the body in one send.
         await resp.write_eof(end)
+        return end is not DONE and not wrote
 
     # -- the other endpoints -----------------------------------------------------
 

@@ -21,6 +21,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -134,9 +135,11 @@ class Authenticator:
             return False
         return any(addr in net for net in self.trusted)
 
-    async def check_signed(self, request: web.Request, body: dict[str, Any]) -> None:
-        """Authorize a body that carries signed fields; on success they are gone
-        from ``body``. (An unsigned one needs only :meth:`require_key`.)"""
+    def verify_signed(self, request: web.Request, body: dict[str, Any]) -> SignedCaller:
+        """Check a body that carries signed fields, touching no state (400/401),
+        and take the fields out of ``body``. (An unsigned one needs only
+        :meth:`require_key`.) :meth:`admit_signed` then charges it, once the
+        request is known to be servable."""
         # Verified first, whoever sends it: a valid key does not excuse a bad signature.
         try:
             verify(body, now_ms=self._clock_ms(), window_ms=self.window_ms)
@@ -153,30 +156,83 @@ class Authenticator:
                 "(the operator can allow them with --allow-signed; or send an API key)",
                 code="signed_not_allowed",
             )
+        caller = SignedCaller(
+            replay_key=f"replay:{body['t']}:{body['s']}",
+            quota_key=None if keyed else f"quota:{self.client_address(request)}",
+        )
+        for field in SIGNED_FIELDS:
+            body.pop(field, None)
+        return caller
+
+    async def admit_signed(self, caller: SignedCaller) -> Refund | None:
+        """Charge an anonymous caller's quota (429 when spent), then record the
+        signature (401 if it was used before, and the charge is given back).
+        A request refused by its quota leaves no replay entry. Returns what
+        gives the charge back if the backend fails before any output."""
+        refund: Refund | None = None
+        if caller.quota_key is not None and self.quota is not None:
+            quota, key = self.quota, caller.quota_key
+            allowed, _, reset_s = await self.store.consume(key, quota.limit, quota.window)
+            if not allowed:
+                wait = max(1, math.ceil(reset_s))
+                raise GatewayError(
+                    429,
+                    f"quota of {quota} anonymous signed requests per address is spent; "
+                    f"it resets in {wait} s",
+                    code="quota_exceeded",
+                    headers={"retry-after": str(wait)},
+                )
+            refund = Refund(self.store, key, quota.window)
         ttl = 2 * self.window_ms / 1000
-        if await self.store.seen_before(f"replay:{body['t']}:{body['s']}", ttl):
+        try:
+            replayed = await self.store.seen_before(caller.replay_key, ttl)
+        except BaseException:
+            if refund is not None:
+                await refund()
+            raise
+        if replayed:
+            if refund is not None:
+                await refund()
             raise GatewayError(
                 401,
                 "signed request refused: this signature was already used (a replayed body); "
                 "sign every request afresh",
                 code="signature_replayed",
             )
-        if not keyed and self.quota is not None:
-            client = self.client_address(request)
-            allowed, _, reset_s = await self.store.consume(
-                f"quota:{client}", self.quota.limit, self.quota.window
-            )
-            if not allowed:
-                wait = max(1, math.ceil(reset_s))
-                raise GatewayError(
-                    429,
-                    f"quota of {self.quota} anonymous signed requests per address is spent; "
-                    f"it resets in {wait} s",
-                    code="quota_exceeded",
-                    headers={"retry-after": str(wait)},
-                )
-        for field in SIGNED_FIELDS:
-            body.pop(field, None)
+        return refund
 
 
-__all__ = ["SIGNED_FIELDS", "Authenticator", "bearer_token", "parse_networks"]
+@dataclass(frozen=True)
+class SignedCaller:
+    """A verified signed request: what to record and whom to charge (None: a keyed caller)."""
+
+    replay_key: str
+    quota_key: str | None
+
+
+class Refund:
+    """Gives one unit of a quota back, once: the backend failed before any output."""
+
+    def __init__(self, store: StateStore, key: str, window: float) -> None:
+        self.store = store
+        self.key = key
+        self.window = window
+        self.done = False
+
+    async def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        # Into the current window: at a window's edge that is one unit more for
+        # the new window, never a lost one. (A store that is down keeps the unit.)
+        await self.store.add({self.key: -1}, self.window)
+
+
+__all__ = [
+    "SIGNED_FIELDS",
+    "Authenticator",
+    "Refund",
+    "SignedCaller",
+    "bearer_token",
+    "parse_networks",
+]

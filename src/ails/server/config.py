@@ -404,6 +404,7 @@ def _finish(cfg: GatewayConfig) -> None:
                 f"a trusted proxy is an IP address or network, not {proxy!r}"
             ) from None
     _check_shared(cfg)
+    _check_public_signed(cfg)
     # Built once here only to check the names, so that a typo stops the start.
     SecurityPolicy.build(
         bind_host=cfg.host, allowed_hosts=cfg.allowed_hosts, cors_origins=cfg.cors_origins
@@ -413,6 +414,22 @@ def _finish(cfg: GatewayConfig) -> None:
             f"refusing to serve on {cfg.host!r} (beyond this machine) with no API key: anyone "
             "could use it. Give --api-key (or --api-key-file, AILS_API_KEYS), or "
             "--insecure-public if that is really what you want"
+        )
+
+
+def _check_public_signed(cfg: GatewayConfig) -> None:
+    """The signing constant is public, so anonymous signed requests are anyone's
+    requests: beyond loopback they need a quota."""
+    if (
+        cfg.allow_signed
+        and cfg.signed_quota is None
+        and not is_loopback(cfg.host)
+        and not cfg.insecure_public
+    ):
+        raise ConfigError(
+            f"refusing to accept anonymous signed requests on {cfg.host!r} (beyond this machine) "
+            "without a quota: anyone can sign a request. Give --signed-quota (e.g. 15/day), "
+            "or --insecure-public if that is really what you want"
         )
 
 
