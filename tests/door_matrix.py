@@ -61,6 +61,9 @@ DOORS: list[Door] = [
          "quota_exceeded", "no replay entry is written for it"),
     Door("public-signed", "the operator starts `--allow-signed` beyond loopback without a quota",
          "`--host 0.0.0.0`", 2, None, "refused unless `--insecure-public`"),
+    Door("redis-late", "a rate-limit charge and a replay entry sent to a stalled Redis",
+         "`--redis`, `--rpm`", 503, "state_unavailable",
+         "when Redis resumes, the queued writes are past their deadline and do nothing"),
 ]  # fmt: skip
 
 
