@@ -332,6 +332,8 @@ HOSTILE_HEADS: list[HostileHead] = [
                 content_type=b"multipart/form-data; boundary=x"),
     HostileHead("no Content-Type", lambda: b"", 415, "unsupported_media_type",
                 content_type=None),
+    HostileHead("two Authorization headers", lambda: b"Authorization: Bearer a\r\n"
+                b"Authorization: Bearer b\r\n", 400, "duplicate_authorization"),
     HostileHead("Content-Type: application/json; charset=utf-8", lambda: b"", 200, None,
                 content_type=b"application/json; charset=utf-8"),
 ]  # fmt: skip

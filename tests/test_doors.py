@@ -309,3 +309,24 @@ def test_public_anonymous_signing_needs_a_quota() -> None:
     done = run_serve([*args, "--upstream", "http://127.0.0.1:9/v1"], timeout=30)
     assert done.returncode == expected("public-signed")[0], done.stderr
     assert "--signed-quota" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- item 8: one Authorization header ------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["valid first", "valid second"])
+def test_two_authorization_headers_are_refused(signed_gw: Gateway, order: str) -> None:
+    keys = [CLIENT_KEY, "sk-wrong-0123456789abcdef"]
+    if order == "valid second":
+        keys.reverse()
+    body = json.dumps({"model": "test-model", "messages": HELLO}).encode()
+    lines = [
+        b"POST /v1/chat/completions HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % len(body),
+    ]
+    lines += [b"Authorization: Bearer " + k.encode() for k in keys]
+    with socket.create_connection(("127.0.0.1", port_of(signed_gw)), timeout=5) as s:
+        s.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        assert read_answer(s) == (400, "duplicate_authorization")
