@@ -64,6 +64,12 @@ DOORS: list[Door] = [
     Door("redis-late", "a rate-limit charge and a replay entry sent to a stalled Redis",
          "`--redis`, `--rpm`", 503, "state_unavailable",
          "when Redis resumes, the queued writes are past their deadline and do nothing"),
+    Door("list-missing", "asks for a model while the only upstream was down at start",
+         "`--upstream`", 503, "backend_unavailable",
+         "`retry-after`; the list is asked for again (every 2 s at most) and the model served "
+         "once it is back; 404 `model_not_found` once every list is known"),
+    Door("redis-missing", "the operator gives `--redis` without the redis package", "`--redis`",
+         2, None, "a message saying to install `ails[redis]`, no traceback"),
 ]  # fmt: skip
 
 

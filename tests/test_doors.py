@@ -21,6 +21,7 @@ from aiohttp import web
 from ails.signing import signature_fields
 from door_matrix import door
 from gateway_proc import Gateway, StatusUpstream, run_serve
+from redis_proc import free_port
 from upstream import Upstream
 
 CLIENT_KEY = "sk-client-0123456789abcdef"
@@ -330,3 +331,44 @@ def test_two_authorization_headers_are_refused(signed_gw: Gateway, order: str) -
     with socket.create_connection(("127.0.0.1", port_of(signed_gw)), timeout=5) as s:
         s.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         assert read_answer(s) == (400, "duplicate_authorization")
+
+
+# -- item 9: statuses that say what happened -----------------------------------------------
+
+
+def test_an_upstream_down_at_start_is_503_until_its_list_is_known() -> None:
+    port = free_port()
+    with Gateway(["--upstream", f"http://127.0.0.1:{port}/v1", "--max-retries", "0"]) as g:
+        conn = http.client.HTTPConnection("127.0.0.1", port_of(g), timeout=10)
+        body = json.dumps({"model": "test-model", "messages": HELLO})
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        err = json.loads(resp.read())["error"]
+        conn.close()
+        assert (resp.status, err["code"]) == expected("list-missing")
+        assert 1 <= int(resp.headers["retry-after"]) <= 30
+        assert "upstream0" in err["message"]
+        with Upstream(models=["test-model"], port=port):
+            deadline = time.monotonic() + 10
+            while (status := post(g, {"model": "test-model", "messages": HELLO})[0]) == 503:
+                assert time.monotonic() < deadline, "the model list was not retried"
+                time.sleep(0.5)
+            assert status == 200
+            status, text = post(g, {"model": "no-such-model", "messages": HELLO})
+            assert (status, json.loads(text)["error"]["code"]) == (404, "model_not_found")
+
+
+def test_redis_without_its_package_says_what_to_install(tmp_path: Path) -> None:
+    # A redis that cannot be imported, as when the extra is not installed.
+    shim = tmp_path / "redis"
+    shim.mkdir()
+    (shim / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'redis'\", name='redis')\n"
+    )
+    done = run_serve(
+        ["--redis", "redis://127.0.0.1:9/0", "--upstream", "http://127.0.0.1:9/v1"],
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert done.returncode == expected("redis-missing")[0]
+    assert "ails[redis]" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -158,13 +158,7 @@ class Gateway:
         model, stream, include_usage = validate(body, max_messages=self.max_messages)
         caller = self.auth.verify_signed(request, body) if signed else None
         if not self.router.serves(model) and not await self.router.knows(model):
-            raise GatewayError(
-                404,
-                f"The model {model!r} does not exist or is not served here "
-                "(GET /v1/models lists what is).",
-                code="model_not_found",
-                param="model",
-            )
+            raise self.router.not_served(model)  # 404, or 503 while a list is missing
         # Charged only now that the request can be served (an anonymous signed
         # caller's quota), and given back if the backend fails before any output.
         refund = await self.auth.admit_signed(caller) if caller is not None else None

@@ -439,6 +439,16 @@ def _check_shared(cfg: GatewayConfig) -> None:
         raise ConfigError(
             f"--redis is a URL like redis://HOST:PORT/DB, not {redact_url(cfg.redis)!r}"
         )
+    if cfg.redis is not None:
+        try:
+            import redis  # noqa: F401 - only to know it is there
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "redis":
+                raise
+            raise ConfigError(
+                "--redis needs the redis package, which is not installed: "
+                "pip install 'ails[redis]'"
+            ) from None
     if cfg.redis_failure not in POLICIES:
         raise ConfigError(f"redis_failure is 'closed' or 'open', not {cfg.redis_failure!r}")
     if cfg.redis_timeout <= 0:

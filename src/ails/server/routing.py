@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,12 +31,14 @@ from ails.errors import ConfigError, ProtocolError, UpstreamUnavailable
 from ails.providers._http import MAX_JSON_BODY, HTTPProvider, in_band_error, read_limited
 from ails.providers.base import Provider, Timeouts
 from ails.router import ProviderPool, Router
-from ails.server.errors import Redactor
+from ails.server.errors import GatewayError, Redactor
 from ails.types import ChatRequest, Completion
 
 log = logging.getLogger("ails.server")
 
 _Target = str | tuple[Provider, str]
+#: Least seconds between two tries of a model list that was never fetched.
+UNFETCHED_RETRY_S = 2.0
 _encode = msgspec.json.Encoder().encode
 
 
@@ -69,6 +72,9 @@ class GatewayRouter(Router):
         self.list_timeout = list_timeout
         self.redact = redact or Redactor()
         self._lists: list[list[str]] = [[] for _ in self.upstreams]
+        #: Whether each upstream's list was ever fetched: until it is, a name
+        #: nobody lists may still be that upstream's (503, not 404).
+        self._fetched = [False for _ in self.upstreams]
         self._local_names: list[str] = []
         self._table: dict[str, list[_Target]] = {}
         self._owners: dict[str, str] = {}
@@ -105,7 +111,7 @@ class GatewayRouter(Router):
             if (
                 not force
                 and self._last_refresh is not None
-                and loop.time() - self._last_refresh < self.refresh_interval
+                and loop.time() - self._last_refresh < self._interval()
             ):
                 return
             results = await asyncio.gather(
@@ -123,8 +129,42 @@ class GatewayRouter(Router):
                     )
                 else:
                     self._lists[i] = result
+                    self._fetched[i] = True
             self._last_refresh = loop.time()
             self._rebuild()
+
+    def _interval(self) -> float:
+        # A list never fetched is asked for again sooner: the upstream may have
+        # been down only while the gateway started.
+        if all(self._fetched):
+            return self.refresh_interval
+        return min(self.refresh_interval, UNFETCHED_RETRY_S)
+
+    def not_served(self, model: str) -> GatewayError:
+        """The refusal of a name no backend lists: 404, or 503 while some
+        upstream's list was never fetched (the name may be that upstream's)."""
+        missing = [u.name for u, ok in zip(self.upstreams, self._fetched, strict=True) if not ok]
+        if not missing:
+            return GatewayError(
+                404,
+                f"The model {model!r} does not exist or is not served here "
+                "(GET /v1/models lists what is).",
+                code="model_not_found",
+                param="model",
+            )
+        wait = self._interval()
+        if self._last_refresh is not None:
+            elapsed = asyncio.get_running_loop().time() - self._last_refresh
+            wait = max(0.0, wait - elapsed)
+        retry = max(1, math.ceil(wait))
+        return GatewayError(
+            503,
+            f"the model list of {', '.join(missing)} could not be fetched yet (the upstream "
+            f"cannot be reached), so {model!r} may be served there; retry in {retry} s",
+            type="server_error",
+            code="backend_unavailable",
+            headers={"retry-after": str(retry)},
+        )
 
     def _rebuild(self) -> None:
         table: dict[str, list[_Target]] = {}
