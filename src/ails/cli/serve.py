@@ -232,7 +232,8 @@ async def _serve(config: GatewayConfig) -> None:
     from aiohttp import web
 
     from ails.server import AccessLogger, build_app, create_gateway
-    from ails.server.connections import ConnectionGuard, listen, raise_fd_limit
+    from ails.server.connections import ConnectionGuard
+    from ails.server.listener import listen, raise_fd_limit
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)

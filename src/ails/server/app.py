@@ -1,9 +1,11 @@
 """The gateway's aiohttp application: the endpoints and the streaming path.
 
-A chat request goes: content type and size -> JSON -> key (before anything
-else, as OpenAI does) -> validation of the fields the gateway itself needs ->
-signed-protocol checks -> model lookup -> the library's router. Everything
-else in the body is passed on untouched.
+A chat request goes: content type -> key, from the head alone when it decides
+(as OpenAI does, and before a byte of the body is read) -> the body within its
+limit -> JSON -> validation of the fields the gateway itself needs -> the
+signature's check -> model lookup -> the signed quota and replay cache (only
+now: a request that cannot be served is not charged) -> the library's router.
+Everything else in the body is passed on untouched.
 
 Streams are passed through without buffering: one ``write`` per batch the
 backend produced (one network read, one model token). From an HTTP upstream

@@ -56,6 +56,15 @@ def parse_networks(entries: Iterable[str]) -> list[_Network]:
     return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
 
 
+def in_networks(address: str, networks: Iterable[_Network]) -> bool:
+    """Whether ``address`` (an IP literal; anything else is not) is in one of ``networks``."""
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
 class Authenticator:
     def __init__(
         self,
@@ -120,20 +129,13 @@ class Authenticator:
         peer = request.remote or ""
         if self.trusted and peer:
             forwarded = request.headers.get("X-Forwarded-For")
-            if forwarded and self._is_trusted(peer):
+            if forwarded and in_networks(peer, self.trusted):
                 last = forwarded.rsplit(",", 1)[-1].strip()
                 try:
                     return str(ipaddress.ip_address(last))
                 except ValueError:
                     pass  # a proxy that writes garbage is not believed
         return peer
-
-    def _is_trusted(self, peer: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
 
     def verify_signed(self, request: web.Request, body: dict[str, Any]) -> SignedCaller:
         """Check a body that carries signed fields, touching no state (400/401),
@@ -234,5 +236,6 @@ __all__ = [
     "Refund",
     "SignedCaller",
     "bearer_token",
+    "in_networks",
     "parse_networks",
 ]

@@ -446,8 +446,7 @@ def _check_shared(cfg: GatewayConfig) -> None:
             if (exc.name or "").partition(".")[0] != "redis":
                 raise
             raise ConfigError(
-                "--redis needs the redis package, which is not installed: "
-                "pip install 'ails[redis]'"
+                "--redis needs the redis package, which is not installed: pip install 'ails[redis]'"
             ) from None
     if cfg.redis_failure not in POLICIES:
         raise ConfigError(f"redis_failure is 'closed' or 'open', not {cfg.redis_failure!r}")

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ails.server.auth import parse_networks
+from ails.server.auth import in_networks, parse_networks
 from ails.server.errors import error_body
 
 log = logging.getLogger("ails.server")
@@ -153,7 +153,9 @@ class ConnectionGuard:
                 "too_many_connections",
                 "Retry-After: 1\r\n",
             )
-        if self.per_client[peer] >= self.limits.max_per_client and not self._is_trusted(peer):
+        if self.per_client[peer] >= self.limits.max_per_client and not in_networks(
+            peer, self._trusted
+        ):
             self.stats.refused_per_client += 1
             self.note(
                 "cap", f"refused a connection from {peer}: it has {self.per_client[peer]} open"
@@ -187,17 +189,6 @@ class ConnectionGuard:
         skipped = self._unlogged.pop(kind, 0)
         more = f" ({skipped} more like it not logged)" if skipped else ""
         log.warning("%s%s", message, more)
-
-    def _is_trusted(self, peer: str) -> bool:
-        if not self._trusted:
-            return False
-        import ipaddress
-
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._trusted)
 
 
 _IDLE, _HEAD, _BODY, _BUSY = range(4)
@@ -325,71 +316,8 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
-async def listen(
-    runner: web.AppRunner,
-    guard: ConnectionGuard,
-    host: str,
-    port: int,
-    *,
-    backlog: int = 1024,
-) -> GuardedSite:
-    """Start serving ``runner`` on ``host:port`` with every connection guarded."""
-    site = GuardedSite(runner, host, port, guard=guard, backlog=backlog)
-    await site.start()
-    return site
-
-
-class GuardedSite(web.TCPSite):
-    """aiohttp's TCP site, with :class:`ConnectionGuard` in front of its protocol."""
-
-    def __init__(
-        self,
-        runner: web.AppRunner,
-        host: str,
-        port: int,
-        *,
-        guard: ConnectionGuard,
-        backlog: int = 1024,
-    ) -> None:
-        super().__init__(runner, host, port, backlog=backlog)
-        self.guard = guard
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with its runner
-        server = self._runner.server
-        assert server is not None
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self.guard.wrap(server), self._host, self._port, backlog=self._backlog
-        )
-        sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
-
-
-def raise_fd_limit(wanted: int) -> tuple[int, int]:
-    """Raise this process's soft limit of open files towards ``wanted`` (at most
-    the hard limit), so that ``--max-connections`` is reached before the
-    ``ulimit``; return the limits now."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return (-1, -1)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft, hard
-
-
 __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionStats",
-    "GuardedSite",
-    "listen",
-    "raise_fd_limit",
 ]
