@@ -67,6 +67,14 @@ def error(message: str) -> None:
     click.echo(f"{style('ails: error:', sys.stderr, fg='red', bold=True)} {message}", err=True)
 
 
+def help_without_subcommand(ctx: click.Context) -> None:
+    """``ails config`` alone asks what the group can do: its help on stdout,
+    exit 0 (click's own ``no_args_is_help`` makes that a usage error, exit 2)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_OK)
+
+
 def exit_code_for(exc: AilsError) -> int:
     """A request a provider refuses because of a ``-o`` option is a usage error;
     every other failure is a runtime failure."""
