@@ -429,7 +429,7 @@ def test_missing_key_exits_1_with_a_hint(env: dict[str, str]) -> None:
 def test_help_and_version(env: dict[str, str]) -> None:
     result = run(env, "--help")
     assert result.returncode == 0
-    for command in ("chat", "logs", "models", "providers", "keys", "config", "completion"):
+    for command in ("chat", "logs", "models", "providers", "keys", "config", "cache", "completion"):
         assert command in result.stdout
     # The options every example uses are the default command's: listed here too.
     for option in ("-m, --model MODEL", "-s, --system", "-o, --option KEY=VALUE", "-c, --continue"):

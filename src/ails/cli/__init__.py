@@ -80,6 +80,7 @@ def main() -> None:
 def _register() -> None:
     # Each subcommand lives in its own module; importing them is cheap (no
     # aiohttp, no model): the heavy imports happen inside the commands.
+    from ails.cli.cache import cache_cmd
     from ails.cli.chat import chat_cmd
     from ails.cli.completion import completion_cmd
     from ails.cli.config import config_cmd
@@ -96,6 +97,7 @@ def _register() -> None:
     main.add_command(providers_cmd)
     main.add_command(keys_cmd)
     main.add_command(config_cmd)
+    main.add_command(cache_cmd)
     main.add_command(completion_cmd)
     main.add_command(serve_cmd)
 
