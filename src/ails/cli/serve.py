@@ -245,8 +245,8 @@ async def _serve(config: GatewayConfig) -> None:
     _check_fd_limit(raise_fd_limit(config.max_connections + 256), config.max_connections)
     asyncio.get_running_loop().set_exception_handler(guard.handle_loop_exception)
     try:
-        if config.serve_local:
-            click.echo("ails: loading the embedded model...", err=True)
+        # Loads the embedded model when it is served: the runtime prints its own
+        # "ails: loading model ..." line (and, the first time, "joining model parts").
         await gateway.start()
         app = build_app(gateway, ui=config.ui)
         app.middlewares.insert(0, guard.middleware)  # outermost: it marks each request
