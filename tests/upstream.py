@@ -457,7 +457,8 @@ class Upstream:
         if not self._auth_ok(request, self.api_key):
             return _error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "upstream"} for m in self.models
+            {"id": m, "object": "model", "created": CREATED, "owned_by": "upstream"}
+            for m in self.models
         ]
         return web.json_response({"object": "list", "data": data})
 

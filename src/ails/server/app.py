@@ -317,7 +317,12 @@ class Gateway:
             raise GatewayError(
                 404, f"The model {name!r} is not served here.", code="model_not_found"
             )
-        body = {"id": name, "object": "model", "created": 0, "owned_by": owner}
+        body = {
+            "id": name,
+            "object": "model",
+            "created": self.router.created(name),
+            "owned_by": owner,
+        }
         return web.Response(body=_encode(body), content_type=JSON_TYPE)
 
     async def health(self, request: web.Request) -> web.StreamResponse:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,12 @@ class _Probe(msgspec.Struct):
 _probe = msgspec.json.Decoder(_Probe).decode
 
 
+def _created(entry: dict[str, Any]) -> int:
+    """An upstream's ``created``, kept only when it is a Unix time in seconds."""
+    value = entry.get("created")
+    return value if type(value) is int and value >= 0 else 0
+
+
 class GatewayRouter(Router):
     def __init__(
         self,
@@ -71,13 +78,17 @@ class GatewayRouter(Router):
         self.refresh_interval = refresh_interval
         self.list_timeout = list_timeout
         self.redact = redact or Redactor()
-        self._lists: list[list[str]] = [[] for _ in self.upstreams]
+        # Each upstream's models, with the ``created`` it reports (0 when it says none).
+        self._lists: list[list[tuple[str, int]]] = [[] for _ in self.upstreams]
         #: Whether each upstream's list was ever fetched: until it is, a name
         #: nobody lists may still be that upstream's (503, not 404).
         self._fetched = [False for _ in self.upstreams]
         self._local_names: list[str] = []
+        #: When the embedded model was loaded (``created`` in ``/v1/models``).
+        self.local_created = 0
         self._table: dict[str, list[_Target]] = {}
         self._owners: dict[str, str] = {}
+        self._created: dict[str, int] = {}
         self.models_body = b'{"object":"list","data":[]}'
         self._lock = asyncio.Lock()
         self._last_refresh: float | None = None
@@ -88,6 +99,8 @@ class GatewayRouter(Router):
         """Fetch every list now; check that the aliases can ever work."""
         if self.local is not None:
             self._local_names = await self.local.list_models()
+            # Gateway.start has just loaded the model.
+            self.local_created = int(time.time())
         for alias, target in self.gateway_aliases.items():
             if target.startswith("local/") and self.local is None:
                 raise ConfigError(
@@ -115,7 +128,10 @@ class GatewayRouter(Router):
             ):
                 return
             results = await asyncio.gather(
-                *(asyncio.wait_for(u.list_models(), self.list_timeout) for u in self.upstreams),
+                *(
+                    asyncio.wait_for(u.list_model_objects(), self.list_timeout)
+                    for u in self.upstreams
+                ),
                 return_exceptions=True,
             )
             for i, result in enumerate(results):
@@ -128,7 +144,7 @@ class GatewayRouter(Router):
                         self.redact(f"{type(result).__name__}: {result}"),
                     )
                 else:
-                    self._lists[i] = result
+                    self._lists[i] = [(str(m["id"]), _created(m)) for m in result]
                     self._fetched[i] = True
             self._last_refresh = loop.time()
             self._rebuild()
@@ -169,27 +185,31 @@ class GatewayRouter(Router):
     def _rebuild(self) -> None:
         table: dict[str, list[_Target]] = {}
         owners: dict[str, str] = {}
+        created: dict[str, int] = {}
 
-        def add(name: str, provider: Provider, model: str) -> None:
+        def add(name: str, provider: Provider, model: str, when: int) -> None:
             table.setdefault(name, []).append((provider, model))
             owners.setdefault(name, provider.name)
+            created.setdefault(name, when)
 
         for provider, models in zip(self.upstreams, self._lists, strict=True):
-            for model in models:
-                add(model, provider, model)
+            for model, when in models:
+                add(model, provider, model, when)
         if self.local is not None:
             for model in self._local_names:
-                add(f"local/{model}", self.local, model)
-                add(model, self.local, model)
+                add(f"local/{model}", self.local, model, self.local_created)
+                add(model, self.local, model, self.local_created)
         for alias in self.gateway_aliases:
             target = self._resolve_alias(alias)
             if target in table:
                 table[alias] = table[target]
                 owners[alias] = owners[target]
+                created[alias] = created[target]
         self._table = table
         self._owners = owners
+        self._created = created
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": owner}
+            {"id": name, "object": "model", "created": created[name], "owned_by": owner}
             for name, owner in owners.items()
         ]
         self.models_body = _encode({"object": "list", "data": data})
@@ -211,6 +231,11 @@ class GatewayRouter(Router):
 
     def owner(self, model: str) -> str | None:
         return self._owners.get(model)
+
+    def created(self, model: str) -> int:
+        """``created`` of a served model: the upstream's own, or when the
+        embedded model was loaded."""
+        return self._created.get(model, 0)
 
     def serves(self, model: str) -> bool:
         """Whether ``model`` is in the table now (no refresh: the hot path)."""
