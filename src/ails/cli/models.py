@@ -80,7 +80,9 @@ def provider_status(env: Env, name: str) -> Status:
 
         if importlib.util.find_spec("xllamacpp") is None:
             status.configured = False
-            status.reason = "runtime not installed: pip install 'ails[local]'"
+            from ails.local.weights import INSTALL_HINT
+
+            status.reason = f"runtime not installed: {INSTALL_HINT}"
     elif cls.needs_auth and not key:
         if base_url is not None and base_url == cls.url:
             status.configured = False

