@@ -2,6 +2,17 @@
 # The one test command (README, .ci/run): installs into .venv, then runs lint,
 # types, the default suite and the slow (load/soak) target.
 set -euo pipefail
+if [ "${1-}" = "-h" ] || [ "${1-}" = "--help" ]; then
+    cat <<'EOF'
+Usage: bash scripts/test.sh
+
+Creates or updates .venv (pip install -e '.[local,test]'), installs chromium and
+redis-server when missing (root or sudo), then runs ruff, ruff format --check,
+mypy, the slow target (pytest -m slow: load, soak, the README run as printed)
+and the default suite. Exactly what CI runs (.ci/run). Takes no options.
+EOF
+    exit 0
+fi
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv

@@ -18,6 +18,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from door_matrix import render_doors
+
 IDLE_S = 0.5
 TOTAL_S = 1.5
 #: A Retry-After given as an HTTP date this far ahead (seconds).
@@ -330,6 +332,8 @@ HOSTILE_HEADS: list[HostileHead] = [
                 content_type=b"multipart/form-data; boundary=x"),
     HostileHead("no Content-Type", lambda: b"", 415, "unsupported_media_type",
                 content_type=None),
+    HostileHead("two Authorization headers", lambda: b"Authorization: Bearer a\r\n"
+                b"Authorization: Bearer b\r\n", 400, "duplicate_authorization"),
     HostileHead("Content-Type: application/json; charset=utf-8", lambda: b"", 200, None,
                 content_type=b"application/json; charset=utf-8"),
 ]  # fmt: skip
@@ -430,7 +434,11 @@ def render_hostile() -> str:
 
 
 #: The markers around each generated table in docs/reliability.md.
-TABLES: dict[str, Callable[[], str]] = {"faults": render_faults, "hostile": render_hostile}
+TABLES: dict[str, Callable[[], str]] = {
+    "faults": render_faults,
+    "hostile": render_hostile,
+    "doors": render_doors,
+}
 
 
 def begin_marker(name: str) -> str:

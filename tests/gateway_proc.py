@@ -23,6 +23,13 @@ from aiohttp import web
 _START = "from ails.cli import main; main()"
 
 
+def _start_code(nofile: int | None) -> str:
+    if nofile is None:
+        return _START
+    limit = f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile}))"
+    return f"{limit}; {_START}"
+
+
 class Gateway:
     def __init__(
         self,
@@ -30,8 +37,11 @@ class Gateway:
         *,
         env: dict[str, str] | None = None,
         start_timeout: float = 60.0,
+        nofile: int | None = None,
     ) -> None:
         self.args = ["serve", "--port", "0", *args]
+        #: An open-file limit (soft and hard) for the process, to run it out of descriptors.
+        self.nofile = nofile
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.start_timeout = start_timeout
         self.lines: list[str] = []
@@ -50,7 +60,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _START, *self.args],
+            [sys.executable, "-c", _start_code(self.nofile), *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

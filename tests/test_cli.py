@@ -471,9 +471,30 @@ def test_missing_key_exits_1_with_a_hint(env: dict[str, str]) -> None:
 def test_help_and_version(env: dict[str, str]) -> None:
     result = run(env, "--help")
     assert result.returncode == 0
-    for command in ("chat", "logs", "models", "providers", "keys", "config", "completion"):
+    for command in ("chat", "logs", "models", "providers", "keys", "config", "cache", "completion"):
         assert command in result.stdout
+    # The options every example uses are the default command's: listed here too.
+    for option in ("-m, --model MODEL", "-s, --system", "-o, --option KEY=VALUE", "-c, --continue"):
+        assert option in result.stdout
     assert run(env, "--version").stdout.startswith("ails, version")
+
+
+@pytest.mark.parametrize("group", ["config", "keys"])
+def test_a_group_alone_prints_its_help(env: dict[str, str], group: str) -> None:
+    """Help asked for is not an error: exit 0, the help on stdout, nothing on stderr."""
+    result = run(env, group)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"Usage: ails {group}")
+    assert " path " in result.stdout  # its subcommands are listed
+    wrong = run(env, group, "nosuch")
+    assert wrong.returncode == 2 and "No such command 'nosuch'" in wrong.stderr
+
+
+def test_logs_alone_still_lists(env: dict[str, str]) -> None:
+    run(env, "-m", "openai/echo", "listed words")
+    result = run(env, "logs")
+    assert result.returncode == 0, result.stderr
+    assert "> listed words" in result.stdout and "Usage" not in result.stdout
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from gateway_proc import Gateway, StatusUpstream
-from upstream import Upstream
+from upstream import CREATED, Upstream
 
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 MODELS = [
@@ -186,10 +186,13 @@ async def test_async_sdk_stream_and_non_stream(gw: Gateway) -> None:
 
 
 def test_models_list_names_backends_not_urls(gw: Gateway, up: Upstream) -> None:
-    models = {m.id: m.owned_by for m in sdk(gw).models.list()}
+    listed = sdk(gw).models.list().data
+    models = {m.id: m.owned_by for m in listed}
     assert models["test-model"] == "upstream1"
     assert models["gpt-x"] == "upstream1"
     assert set(MODELS) <= set(models)
+    # ``created`` is the upstream's own, for its models and the aliases of them.
+    assert {m.created for m in listed} == {CREATED}
     status, _, body = raw_request(gw, "GET", "/v1/models")
     assert status == 200 and str(up.port).encode() not in body and b"127.0.0.1" not in body
 
@@ -197,6 +200,7 @@ def test_models_list_names_backends_not_urls(gw: Gateway, up: Upstream) -> None:
 def test_one_model_is_retrieved_by_name(gw: Gateway) -> None:
     model = sdk(gw).models.retrieve("test-model")
     assert (model.id, model.owned_by, model.object) == ("test-model", "upstream1", "model")
+    assert model.created == CREATED
     with pytest.raises(openai.NotFoundError) as info:
         sdk(gw).models.retrieve("no-such-model")
     assert info.value.status_code == 404
@@ -211,6 +215,7 @@ def test_health_and_openapi(gw: Gateway) -> None:
     assert status == 200 and doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
         "/v1/chat/completions",
+        "/v1/embeddings",
         "/v1/models",
         "/v1/models/{model}",
         "/health",

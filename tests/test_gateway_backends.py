@@ -100,8 +100,10 @@ api_key = "{KEY}"
     with Gateway(["--backend", "first", "--backend", "second"], env=env) as g:
         owners = {m.id: m.owned_by for m in sdk(g).models.list()}
         assert owners["test-model"] == "second" and "first/test-model" not in owners
-        with pytest.raises(openai.NotFoundError):
+        # first is down (its list never fetched: 503); no fallback to second.
+        with pytest.raises(openai.InternalServerError) as info:
             sdk(g).chat.completions.create(model="first/test-model", messages=HELLO)
+        assert info.value.status_code == 503 and not upr.requests
         reply = sdk(g).chat.completions.create(model="second/chunks:2", messages=HELLO)
         assert reply.choices[0].message.content == "tok0 tok1 "
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +31,22 @@ HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 @pytest.fixture(scope="module")
 def gw() -> Iterator[Gateway]:
     args = ["--allow-signed", "--alias", "gpt-3.5-turbo=local/default", "--max-tokens-cap", "16"]
+    launched = int(time.time())
     with Gateway(args, start_timeout=180) as g:
+        g.launched_at = launched  # type: ignore[attr-defined]
         yield g
+
+
+def test_models_are_dated_by_the_load_and_it_is_announced_once(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=gw.base_url, api_key="none", max_retries=0)
+    created = {m.id: m.created for m in client.models.list()}
+    assert set(created) == {"local/default", "default", "gpt-3.5-turbo"}
+    assert len(set(created.values())) == 1
+    assert gw.launched_at <= created["local/default"] <= time.time()  # type: ignore[attr-defined]
+    assert client.models.retrieve("gpt-3.5-turbo").created == created["local/default"]
+    # One line for loading the embedded model, the runtime's own.
+    assert gw.log.count("ails: loading model ") == 1, gw.log
+    assert "loading the embedded model" not in gw.log
 
 
 def test_seed_example_streams_from_the_embedded_model(gw: Gateway) -> None:

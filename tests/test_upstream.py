@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from ails.signing import format_timestamp, sign
-from upstream import Upstream
+from upstream import CREATED, Upstream
 
 MESSAGES = [{"role": "user", "content": "hello there world"}]
 
@@ -59,7 +59,9 @@ async def test_models_list(upstream: Upstream, session: aiohttp.ClientSession) -
         assert resp.status == 200
         assert await resp.json() == {
             "object": "list",
-            "data": [{"id": "test-model", "object": "model", "created": 0, "owned_by": "upstream"}],
+            "data": [
+                {"id": "test-model", "object": "model", "created": CREATED, "owned_by": "upstream"}
+            ],
         }
 
 

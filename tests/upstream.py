@@ -307,12 +307,18 @@ class Upstream:
     """A scriptable OpenAI-compatible server on 127.0.0.1, in its own thread."""
 
     def __init__(
-        self, *, api_key: str | None = None, signed: bool = False, models: list[str] | None = None
+        self,
+        *,
+        api_key: str | None = None,
+        signed: bool = False,
+        models: list[str] | None = None,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.signed = signed
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
         self.port = 0
+        self._bind_port = port  # 0: a free one
         self.requests: list[Recorded] = []
         self.disconnects = 0
         self._attempts: dict[str, int] = {}
@@ -402,7 +408,7 @@ class Upstream:
         self._loop = loop
         try:
             try:
-                loop.run_until_complete(self._astart("127.0.0.1", 0))
+                loop.run_until_complete(self._astart("127.0.0.1", self._bind_port))
             except BaseException as exc:
                 self._start_error = exc
                 return
@@ -452,7 +458,8 @@ class Upstream:
         if not self._auth_ok(request, self.api_key):
             return _error_response(401, "Incorrect API key provided.", code="invalid_api_key")
         data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "upstream"} for m in self.models
+            {"id": m, "object": "model", "created": CREATED, "owned_by": "upstream"}
+            for m in self.models
         ]
         return web.json_response({"object": "list", "data": data})
 

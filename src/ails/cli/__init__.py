@@ -34,6 +34,27 @@ class DefaultGroup(click.Group):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] PROMPT")
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="       ")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The default command's options are the ones every example uses (-m, -c,
+        # -o...): list them here, not only under ``ails prompt --help``.
+        prompt = self.commands.get(self.default_command)
+        if prompt is not None:
+            sub = click.Context(prompt, info_name=self.default_command, parent=ctx)
+            records = [
+                record
+                for param in prompt.get_params(sub)
+                if isinstance(param, click.Option)
+                and "--help" not in param.opts
+                and (record := param.get_help_record(sub)) is not None
+            ]
+            with formatter.section("Options of ails PROMPT"):
+                formatter.write_dl(records)
+        super().format_options(ctx, formatter)
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """One-line errors and the documented exit codes (``ails.cli._ui.run_main``)."""
         from ails.cli._ui import run_main
@@ -59,6 +80,7 @@ def main() -> None:
 def _register() -> None:
     # Each subcommand lives in its own module; importing them is cheap (no
     # aiohttp, no model): the heavy imports happen inside the commands.
+    from ails.cli.cache import cache_cmd
     from ails.cli.chat import chat_cmd
     from ails.cli.completion import completion_cmd
     from ails.cli.config import config_cmd
@@ -75,6 +97,7 @@ def _register() -> None:
     main.add_command(providers_cmd)
     main.add_command(keys_cmd)
     main.add_command(config_cmd)
+    main.add_command(cache_cmd)
     main.add_command(completion_cmd)
     main.add_command(serve_cmd)
 

@@ -67,6 +67,14 @@ def error(message: str) -> None:
     click.echo(f"{style('ails: error:', sys.stderr, fg='red', bold=True)} {message}", err=True)
 
 
+def help_without_subcommand(ctx: click.Context) -> None:
+    """``ails config`` alone asks what the group can do: its help on stdout,
+    exit 0 (click's own ``no_args_is_help`` makes that a usage error, exit 2)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_OK)
+
+
 def exit_code_for(exc: AilsError) -> int:
     """A request a provider refuses because of a ``-o`` option is a usage error;
     every other failure is a runtime failure."""
@@ -150,11 +158,19 @@ class Spinner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._drawn = False
+        self._line_open = False  # someone else's line on stderr is not finished yet
+        self._guard: _SpinnerSafeStream | None = None
         encoding = (getattr(self.stream, "encoding", None) or "").lower()
         self.frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if "utf" in encoding else "|/-\\"
 
     def start(self) -> Spinner:
         if self._thread is None and is_terminal(self.stream) and os.environ.get("TERM") != "dumb":
+            if sys.stderr is self.stream:
+                # Others write to stderr meanwhile (the embedded model's "loading
+                # model ..." line, from another thread): through the guard, their
+                # lines never share one with the spinner.
+                self._guard = _SpinnerSafeStream(self, self.stream)
+                sys.stderr = self._guard
             self._thread = threading.Thread(target=self._run, name="ails-spinner", daemon=True)
             self._thread.start()
         return self
@@ -167,13 +183,21 @@ class Spinner:
             with self._lock:
                 if self._stop.is_set():
                     return
-                frame = self.frames[i % len(self.frames)]
-                self.stream.write(f"\r{frame} {self.label}")
-                self.stream.flush()
-                self._drawn = True
+                if not self._line_open:  # never draw into the middle of someone's line
+                    frame = self.frames[i % len(self.frames)]
+                    self.stream.write(f"\r{frame} {self.label}")
+                    self.stream.flush()
+                    self._drawn = True
             i += 1
             if self._stop.wait(self.interval):
                 return
+
+    def _erase(self) -> None:
+        """With the lock held: clear the spinner's line if it is drawn."""
+        if self._drawn:
+            self.stream.write("\r\x1b[K")  # back to column 0, erase the line
+            self.stream.flush()
+            self._drawn = False
 
     def stop(self) -> None:
         """Stop and erase the spinner; when this returns, nothing more is drawn."""
@@ -181,10 +205,10 @@ class Spinner:
             return
         with self._lock:
             self._stop.set()
-            if self._drawn:
-                self.stream.write("\r\x1b[K")  # back to column 0, erase the line
-                self.stream.flush()
-                self._drawn = False
+            self._erase()
+            if self._guard is not None and sys.stderr is self._guard:
+                sys.stderr = self.stream
+            self._guard = None
         self._thread.join()
         self._thread = None
 
@@ -193,3 +217,24 @@ class Spinner:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _SpinnerSafeStream:
+    """``sys.stderr`` while a spinner runs: a write first erases the spinner's
+    line, and the spinner waits until the line written ends, so a progress
+    line and the spinner never share one line. Everything else is the real
+    stream's."""
+
+    def __init__(self, spinner: Spinner, stream: TextIO) -> None:
+        self._spinner = spinner
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with self._spinner._lock:
+            if text:
+                self._spinner._erase()
+                self._spinner._line_open = not text.endswith("\n")
+            return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -34,7 +34,9 @@ Ctrl-C stops an answer; the session goes on."""
 
 
 @click.command("chat")
-@click.option("-m", "--model", help="provider/model or alias", shell_complete=complete_model)
+@click.option(
+    "-m", "--model", metavar="MODEL", help="provider/model or alias", shell_complete=complete_model
+)
 @click.option("-s", "--system", help="system prompt")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="model option")
 @click.option("-c", "--continue", "continue_", is_flag=True, help="continue the last conversation")

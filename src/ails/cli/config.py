@@ -10,11 +10,14 @@ from typing import Any
 import click
 
 from ails.cli._exchange import Env
+from ails.cli._ui import help_without_subcommand
 
 
-@click.group("config")
-def config_cmd() -> None:
+@click.group("config", invoke_without_command=True)
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
     """Where the config file is, and the settings in effect."""
+    help_without_subcommand(ctx)
 
 
 @config_cmd.command("path")

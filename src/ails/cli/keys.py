@@ -13,12 +13,14 @@ import sys
 
 import click
 
-from ails.cli._ui import is_terminal, note
+from ails.cli._ui import help_without_subcommand, is_terminal, note
 
 
-@click.group("keys")
-def keys_cmd() -> None:
+@click.group("keys", invoke_without_command=True)
+@click.pass_context
+def keys_cmd(ctx: click.Context) -> None:
     """Manage stored API keys (environment variables override them)."""
+    help_without_subcommand(ctx)
 
 
 @keys_cmd.command("set")

@@ -20,7 +20,7 @@ OPTION_HELP = "model option: temperature, max_tokens, seed, stop, top_p... (repe
 
 @click.command("prompt")
 @click.argument("prompt", required=False)
-@click.option("-m", "--model", help=MODEL_HELP, shell_complete=complete_model)
+@click.option("-m", "--model", metavar="MODEL", help=MODEL_HELP, shell_complete=complete_model)
 @click.option("-s", "--system", help="system prompt")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help=OPTION_HELP)
 @click.option("-c", "--continue", "continue_", is_flag=True, help="continue the last conversation")

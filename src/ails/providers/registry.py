@@ -51,7 +51,11 @@ def _load(target: str, name: str) -> type[Provider]:
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except ImportError as exc:
-        hint = " (install it with: pip install 'ails[local]')" if name == "local" else ""
+        hint = ""
+        if name == "local":
+            from ails.local.weights import INSTALL_HINT
+
+            hint = f" (install it with: {INSTALL_HINT})"
         raise ConfigError(f"provider {name!r} cannot be loaded: {exc}{hint}") from exc
     except AttributeError as exc:
         raise ConfigError(f"provider {name!r} points at a missing object {target!r}") from exc

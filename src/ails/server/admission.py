@@ -1,10 +1,13 @@
 """One admission path for every endpoint: what a request must pass before a
 backend is asked, in one order, written once.
 
-content type -> size -> JSON object -> who is calling (a key, checked before
-anything else as OpenAI does, or a signed client) -> the endpoint's own
-validation -> the signature -> the model is served here -> the caller's rate
-limit. Who is calling is established once (:class:`~ails.server.auth.Caller`)
+content type -> the key, from the head alone when it decides (as OpenAI does,
+and before a byte of the body is read) -> the body within its limit (a small
+one for a keyless caller under ``--allow-signed``) -> JSON object -> who is
+calling (a key or a signed client) -> the endpoint's own validation -> the
+signature -> the model is served here -> the signed quota and replay cache
+(only now: a request that cannot be served is not charged) -> the caller's
+rate limit. Who is calling is established once (:class:`~ails.server.auth.Caller`)
 and carried on: the rate limit charges it, the access log names it
 (``request["caller"]``). An endpoint (chat completions, embeddings, another
 dialect) passes only its validation; what it does once admitted is its own.
@@ -20,7 +23,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ails.server.auth import ANYONE, Authenticator, Caller
+from ails.server.auth import ANYONE, Authenticator, Caller, Refund
+from ails.server.body import read_body
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import Admission, RateLimiter
 from ails.server.routing import GatewayRouter
@@ -45,6 +49,9 @@ class Admitted:
     include_usage: bool
     limits: Admission | None
     headers: dict[str, str]
+    #: Gives an anonymous signed caller's quota unit back when the backend
+    #: fails before any output (None: nothing was charged).
+    refund: Refund | None = None
 
 
 class AdmissionPipeline:
@@ -55,11 +62,13 @@ class AdmissionPipeline:
         router: GatewayRouter,
         limiter: RateLimiter | None,
         max_body_bytes: int,
+        max_anonymous_body_bytes: int,
     ) -> None:
         self.auth = auth
         self.router = router
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
+        self.max_anonymous_body_bytes = min(max_anonymous_body_bytes, max_body_bytes)
 
     def caller(self, request: web.Request) -> Caller:
         """Who calls an endpoint without a body (``GET /v1/models``)."""
@@ -74,17 +83,15 @@ class AdmissionPipeline:
         # A bad key is told first, before anything about the body, as OpenAI does.
         caller = ANYONE if signed else self.caller(request)
         model, stream, include_usage = validate(body)
-        if signed:
-            caller = await self.auth.check_signed(request, body)
+        signed_caller = self.auth.verify_signed(request, body) if signed else None
+        if signed_caller is not None:
+            caller = signed_caller.caller
             request["caller"] = caller
         if not self.router.serves(model) and not await self.router.knows(model):
-            raise GatewayError(
-                404,
-                f"The model {model!r} does not exist or is not served here "
-                "(GET /v1/models lists what is).",
-                code="model_not_found",
-                param="model",
-            )
+            raise self.router.not_served(model)  # 404, or 503 while a list is missing
+        # Charged only now that the request can be served (an anonymous signed
+        # caller's quota), and given back if the backend fails before any output.
+        refund = await self.auth.admit_signed(signed_caller) if signed_caller else None
         limits = await self.limiter.admit(caller) if self.limiter is not None else None
         headers = {
             "x-request-id": request["rid"],
@@ -92,7 +99,7 @@ class AdmissionPipeline:
         }
         if limits is not None:
             headers.update(limits.headers())
-        return Admitted(body, caller, model, stream, include_usage, limits, headers)
+        return Admitted(body, caller, model, stream, include_usage, limits, headers, refund)
 
     async def read_json(self, request: web.Request) -> dict[str, Any]:
         ctype = request.headers.get("Content-Type")
@@ -104,12 +111,11 @@ class AdmissionPipeline:
                 f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
                 code="unsupported_media_type",
             )
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise _too_large(self.max_body_bytes)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self.max_body_bytes) from None
+        # The key first, before a byte of the body is read (server/body.py).
+        if self.auth.key_decides(request):
+            raw = await read_body(request, self.max_body_bytes)
+        else:
+            raw = await read_body(request, self.max_anonymous_body_bytes, anonymous=True)
         try:
             body = _decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -123,12 +129,6 @@ class AdmissionPipeline:
         if not isinstance(body, dict):
             raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
         return body
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, f"the request body is larger than the limit of {limit} bytes", code="body_too_large"
-    )
 
 
 __all__ = ["AdmissionPipeline", "Admitted", "Validate"]

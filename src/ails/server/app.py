@@ -25,8 +25,9 @@ from ails._version import __version__
 from ails.errors import AilsError
 from ails.providers.base import ChunkStream, Provider
 from ails.server.admission import AdmissionPipeline
-from ails.server.auth import Authenticator
+from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
+from ails.server.connections import ConnectionGuard
 from ails.server.errors import (
     JSON_TYPE,
     GatewayError,
@@ -68,6 +69,7 @@ class Gateway:
         redact: Redactor,
         max_body_bytes: int,
         max_messages: int,
+        max_anonymous_body_bytes: int = 256 * 1024,
         max_tokens_cap: int | None = None,
         limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
@@ -77,6 +79,9 @@ class Gateway:
         #: Host, Origin and CORS checks (server/security.py); the default
         #: allows loopback names and no CORS.
         self.security = security or SecurityPolicy()
+        #: Client connection deadlines and caps, and their refusal counts
+        #: (server/connections.py); set by ``ails serve``, which owns the listener.
+        self.connections: ConnectionGuard | None = None
         self.limiter = limiter  # per-key RPM/TPM (docs/scaling.md)
         self.cache = cache  # answers to temperature-0 requests
         self.auth = auth
@@ -85,7 +90,11 @@ class Gateway:
         self.max_messages = max_messages
         self.max_tokens_cap = max_tokens_cap
         self.admission = AdmissionPipeline(
-            auth=auth, router=router, limiter=limiter, max_body_bytes=max_body_bytes
+            auth=auth,
+            router=router,
+            limiter=limiter,
+            max_body_bytes=max_body_bytes,
+            max_anonymous_body_bytes=max_anonymous_body_bytes,
         )
         self.openapi_body = _encode(
             openapi_document(
@@ -113,18 +122,19 @@ class Gateway:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         admitted = await self.admission.admit(request, self._validate_chat)
-        body, model, headers, limits = (
+        body, model, headers, limits, refund = (
             admitted.body,
             admitted.model,
             admitted.headers,
             admitted.limits,
+            admitted.refund,
         )
         if admitted.stream and limits is not None and limits.counts_tokens:
             ask_for_usage(body)
         chat_request = self._chat_request(body)
         if admitted.stream:
             return await self._stream(
-                request, chat_request, headers, admitted.include_usage, limits
+                request, chat_request, headers, admitted.include_usage, limits, refund
             )
         key = cache_key(body, self.router.canonical(model)) if self.cache is not None else None
         if key is not None and self.cache is not None:
@@ -135,6 +145,8 @@ class Gateway:
         try:
             reply = await self.router.reply(chat_request)
         except AilsError as exc:
+            if refund is not None:
+                await refund()
             raise self._failure(exc, headers) from None
         answer = reply.raw if reply.raw is not None else completion_json(reply.completion)
         if key is not None and self.cache is not None:
@@ -177,12 +189,15 @@ class Gateway:
         headers: dict[str, str],
         include_usage: bool,
         admission: Admission | None = None,
+        refund: Refund | None = None,
     ) -> web.StreamResponse:
         # Retries and fallbacks happen in here, before the first byte is sent;
         # once the response has started, a failure can only end the stream.
         try:
             stream = await self.router.open_stream(chat_request)
         except AilsError as exc:
+            if refund is not None:
+                await refund()
             raise self._failure(exc, headers) from None
         rid = headers["x-request-id"]
         meter = None
@@ -192,7 +207,9 @@ class Gateway:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                await self._pump(resp, stream, include_usage, rid, meter)
+                nothing = await self._pump(resp, stream, include_usage, rid, meter)
+                if nothing and refund is not None:  # failed before any output
+                    await refund()
             except ConnectionError:
                 log.info("request %s: the client went away mid-stream", rid)
             return resp
@@ -210,16 +227,19 @@ class Gateway:
         include_usage: bool,
         rid: str,
         meter: UsageMeter | None = None,
-    ) -> None:
+    ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
-        an error event if it failed (never a silent truncation)."""
+        an error event if it failed (never a silent truncation). True: it failed
+        before writing anything."""
         write = resp.write
+        wrote = False
         try:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
                 data = frame_batch(batch, include_usage=include_usage)
                 if data:
+                    wrote = True
                     await write(data)
         except AilsError as exc:
             log.warning("request %s: stream failed: %s", rid, self.redact(str(exc)))
@@ -233,6 +253,7 @@ class Gateway:
             end = DONE
         # The end marker and the end of the body in one send.
         await resp.write_eof(end)
+        return end is not DONE and not wrote
 
     # -- embeddings: passed through to a backend that serves them -----------------
 
@@ -246,6 +267,8 @@ class Gateway:
         try:
             answer = await self.router.run(admitted.model, attempt)
         except AilsError as exc:
+            if admitted.refund is not None:
+                await admitted.refund()
             raise self._failure(exc, admitted.headers) from None
         return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
 
@@ -263,7 +286,12 @@ class Gateway:
             raise GatewayError(
                 404, f"The model {name!r} is not served here.", code="model_not_found"
             )
-        body = {"id": name, "object": "model", "created": 0, "owned_by": owner}
+        body = {
+            "id": name,
+            "object": "model",
+            "created": self.router.created(name),
+            "owned_by": owner,
+        }
         return web.Response(body=_encode(body), content_type=JSON_TYPE)
 
     async def health(self, request: web.Request) -> web.StreamResponse:

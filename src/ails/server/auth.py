@@ -57,6 +57,15 @@ def parse_networks(entries: Iterable[str]) -> list[_Network]:
     return [ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip()]
 
 
+def in_networks(address: str, networks: Iterable[_Network]) -> bool:
+    """Whether ``address`` (an IP literal; anything else is not) is in one of ``networks``."""
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling, established once per request and carried through the
@@ -119,6 +128,17 @@ class Authenticator:
     def key_valid(self, authorization: str | None) -> bool:
         return self.matching_key(authorization) is not None
 
+    def key_decides(self, request: web.Request) -> bool:
+        """Before the body is read: refuse (401) a request that its key alone
+        decides. True: the caller may send a full body (a valid key, or no keys
+        configured); False: it is anonymous under ``--allow-signed``, so only a
+        small, signed body can be served."""
+        if not self._digests or self.key_valid(request.headers.get("Authorization")):
+            return True
+        if not self.allow_signed:
+            self.require_key(request)  # raises: only a valid key can be served
+        return False
+
     def require_key(self, request: web.Request) -> bool:
         """Refuse a request without a valid key when keys are configured; say
         whether the caller presented a valid one."""
@@ -143,7 +163,7 @@ class Authenticator:
         peer = request.remote or ""
         if self.trusted and peer:
             forwarded = request.headers.get("X-Forwarded-For")
-            if forwarded and self._is_trusted(peer):
+            if forwarded and in_networks(peer, self.trusted):
                 last = forwarded.rsplit(",", 1)[-1].strip()
                 try:
                     return str(ipaddress.ip_address(last))
@@ -151,17 +171,11 @@ class Authenticator:
                     pass  # a proxy that writes garbage is not believed
         return peer
 
-    def _is_trusted(self, peer: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.trusted)
-
-    async def check_signed(self, request: web.Request, body: dict[str, Any]) -> Caller:
-        """Authorize a body that carries signed fields and say who sent it (a
-        signed client, keyed or not); on success the fields are gone from
-        ``body``. (An unsigned one needs only :meth:`identify`.)"""
+    def verify_signed(self, request: web.Request, body: dict[str, Any]) -> SignedCaller:
+        """Check a body that carries signed fields, touching no state (400/401),
+        and take the fields out of ``body``. (An unsigned one needs only
+        :meth:`require_key`.) :meth:`admit_signed` then charges it, once the
+        request is known to be servable."""
         # Verified first, whoever sends it: a valid key does not excuse a bad signature.
         try:
             verify(body, now_ms=self._clock_ms(), window_ms=self.window_ms)
@@ -176,8 +190,44 @@ class Authenticator:
                 "(the operator can allow them with --allow-signed; or send an API key)",
                 code="signed_not_allowed",
             )
+        caller = SignedCaller(
+            replay_key=f"replay:{body['t']}:{body['s']}",
+            quota_key=None if keyed else f"quota:{self.client_address(request)}",
+            caller=Caller(key_digest=digest, signed=True),
+        )
+        for field in SIGNED_FIELDS:
+            body.pop(field, None)
+        return caller
+
+    async def admit_signed(self, caller: SignedCaller) -> Refund | None:
+        """Charge an anonymous caller's quota (429 when spent), then record the
+        signature (401 if it was used before, and the charge is given back).
+        A request refused by its quota leaves no replay entry. Returns what
+        gives the charge back if the backend fails before any output."""
+        refund: Refund | None = None
+        if caller.quota_key is not None and self.quota is not None:
+            quota, key = self.quota, caller.quota_key
+            allowed, _, reset_s = await self.store.consume(key, quota.limit, quota.window)
+            if not allowed:
+                wait = max(1, math.ceil(reset_s))
+                raise GatewayError(
+                    429,
+                    f"quota of {quota} anonymous signed requests per address is spent; "
+                    f"it resets in {wait} s",
+                    code="quota_exceeded",
+                    headers={"retry-after": str(wait)},
+                )
+            refund = Refund(self.store, key, quota.window)
         ttl = 2 * self.window_ms / 1000
-        if await self.store.seen_before(f"replay:{body['t']}:{body['s']}", ttl):
+        try:
+            replayed = await self.store.seen_before(caller.replay_key, ttl)
+        except BaseException:
+            if refund is not None:
+                await refund()
+            raise
+        if replayed:
+            if refund is not None:
+                await refund()
             raise signature_refusal(
                 SignatureError(
                     "this signature was already used (a replayed body); sign every request afresh",
@@ -185,23 +235,35 @@ class Authenticator:
                 ),
                 "signed request refused: ",
             )
-        if not keyed and self.quota is not None:
-            client = self.client_address(request)
-            allowed, _, reset_s = await self.store.consume(
-                f"quota:{client}", self.quota.limit, self.quota.window
-            )
-            if not allowed:
-                wait = max(1, math.ceil(reset_s))
-                raise GatewayError(
-                    429,
-                    f"quota of {self.quota} anonymous signed requests per address is spent; "
-                    f"it resets in {wait} s",
-                    code="quota_exceeded",
-                    headers={"retry-after": str(wait)},
-                )
-        for field in SIGNED_FIELDS:
-            body.pop(field, None)
-        return Caller(key_digest=digest, signed=True)
+        return refund
+
+
+@dataclass(frozen=True)
+class SignedCaller:
+    """A verified signed request: what to record and whom to charge (None: a keyed caller)."""
+
+    replay_key: str
+    quota_key: str | None
+    #: Who it is, for the limits and the log.
+    caller: Caller = Caller(signed=True)
+
+
+class Refund:
+    """Gives one unit of a quota back, once: the backend failed before any output."""
+
+    def __init__(self, store: StateStore, key: str, window: float) -> None:
+        self.store = store
+        self.key = key
+        self.window = window
+        self.done = False
+
+    async def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        # Into the current window: at a window's edge that is one unit more for
+        # the new window, never a lost one. (A store that is down keeps the unit.)
+        await self.store.add({self.key: -1}, self.window)
 
 
 __all__ = [
@@ -209,6 +271,9 @@ __all__ = [
     "SIGNED_FIELDS",
     "Authenticator",
     "Caller",
+    "Refund",
+    "SignedCaller",
     "bearer_token",
+    "in_networks",
     "parse_networks",
 ]

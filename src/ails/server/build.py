@@ -82,6 +82,7 @@ def create_gateway(
         auth=auth,
         redact=redact,
         max_body_bytes=config.max_body_bytes,
+        max_anonymous_body_bytes=config.max_anonymous_body_bytes,
         max_messages=config.max_messages,
         max_tokens_cap=config.max_tokens_cap,
         limiter=RateLimiter.build(

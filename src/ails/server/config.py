@@ -10,6 +10,7 @@ environment variables.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -35,6 +36,22 @@ from ails.server.options import (
 )
 from ails.server.ratelimit import key_tables
 from ails.server.security import SecurityPolicy
+
+
+def url_credentials(url: URL) -> list[str]:
+    """A URL's password in every form a log or an echo may show it."""
+    if not url.password:
+        return []
+    user, password = url.user or "", url.password
+    out = [password, url.raw_password or "", f"{user}:{password}"]
+    out.append(f"{url.raw_user or ''}:{url.raw_password or ''}")
+    for encoding in ("latin-1", "utf-8"):  # aiohttp's BasicAuth uses latin-1
+        try:
+            pair = f"{user}:{password}".encode(encoding)
+        except UnicodeEncodeError:
+            continue
+        out.append(base64.b64encode(pair).decode("ascii"))
+    return out
 
 
 def redact_url(url: str) -> str:
@@ -151,7 +168,8 @@ def build_config(
         ]
     _assign_keys(cfg.upstreams, cli_keys)
     for u in cfg.upstreams:
-        if u.key is None and env.get(ENV_UPSTREAM_KEY):
+        # An upstream with credentials in its URL already has its way in.
+        if u.key is None and env.get(ENV_UPSTREAM_KEY) and URL(u.url).user is None:
             u.key = env[ENV_UPSTREAM_KEY]
 
     # Client keys: command line > AILS_API_KEYS > file; each with where it came from.
@@ -258,6 +276,16 @@ def _finish(cfg: GatewayConfig) -> None:
                 f"an upstream is an http(s) base URL like http://host:port/v1, "
                 f"not {redact_url(u.url)!r}"
             )
+        if url.query_string or url.fragment:
+            raise ConfigError(
+                f"upstream {redact_url(u.url)!r} has a query string or fragment; an upstream is a "
+                "base URL (paths like /models and /chat/completions are added to it)"
+            )
+        if (url.user or url.password) and u.key:
+            raise ConfigError(
+                f"upstream {redact_url(u.url)!r} has credentials in its URL (user:password@) "
+                "and an upstream key too: the two cannot both be sent; give one"
+            )
         if not u.name:
             unnamed += 1
             u.name = f"upstream{unnamed}"
@@ -277,6 +305,7 @@ def _finish(cfg: GatewayConfig) -> None:
                 f"a trusted proxy is an IP address or network, not {proxy!r}"
             ) from None
     _check_shared(cfg)
+    _check_public_signed(cfg)
     # Built once here only to check the names, so that a typo stops the start.
     SecurityPolicy.build(
         bind_host=cfg.host, allowed_hosts=cfg.allowed_hosts, cors_origins=cfg.cors_origins
@@ -289,12 +318,37 @@ def _finish(cfg: GatewayConfig) -> None:
         )
 
 
+def _check_public_signed(cfg: GatewayConfig) -> None:
+    """The signing constant is public, so anonymous signed requests are anyone's
+    requests: beyond loopback they need a quota."""
+    if (
+        cfg.allow_signed
+        and cfg.signed_quota is None
+        and not is_loopback(cfg.host)
+        and not cfg.insecure_public
+    ):
+        raise ConfigError(
+            f"refusing to accept anonymous signed requests on {cfg.host!r} (beyond this machine) "
+            "without a quota: anyone can sign a request. Give --signed-quota (e.g. 15/day), "
+            "or --insecure-public if that is really what you want"
+        )
+
+
 def _check_shared(cfg: GatewayConfig) -> None:
     """Redis, the response cache and rate limits."""
     if cfg.redis is not None and URL(cfg.redis).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(
             f"--redis is a URL like redis://HOST:PORT/DB, not {redact_url(cfg.redis)!r}"
         )
+    if cfg.redis is not None:
+        try:
+            import redis  # noqa: F401 - only to know it is there
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "redis":
+                raise
+            raise ConfigError(
+                "--redis needs the redis package, which is not installed: pip install 'ails[redis]'"
+            ) from None
     limits = [v for k in cfg.keys for v in (k.rpm, k.tpm)]
     if any(v is not None and v < 0 for v in limits):
         raise ConfigError("rpm and tpm must be 0 (no limit) or more")

@@ -1,6 +1,7 @@
 """What wraps every request of the gateway: a request id, OpenAI-style bodies for
-every refusal (aiohttp's own included), no traceback ever sent, and one access
-log line that never holds a header or the body (keys live there)."""
+every refusal (aiohttp's own included), no traceback ever sent, one
+``Authorization`` header at most, and one access log line that never holds a
+header or the body (keys live there)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ async def request_middleware(request: web.Request, handler: _Handler) -> web.Str
         rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
     request["rid"] = rid
     try:
+        if len(request.headers.getall("Authorization", ())) > 1:
+            # Which one counts differs between proxies and servers: trust neither.
+            raise GatewayError(
+                400,
+                "the request has more than one Authorization header; send exactly one",
+                code="duplicate_authorization",
+            )
         resp = await handler(request)
     except GatewayError as err:
         return error_response(err, request_id=rid)

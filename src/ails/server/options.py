@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 from ails.providers.registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from ails.server.connections import ConnectionLimits
     from ails.server.limits import Quota
     from ails.server.ratelimit import KeySettings
 
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_MAX_MESSAGES = 2048
+DEFAULT_MAX_ANONYMOUS_BODY = 256 * 1024
 
 #: Environment variables kept from before the ``AILS_SERVE_`` names.
 ENV_UPSTREAM_KEY = "AILS_UPSTREAM_KEY"
@@ -175,6 +177,13 @@ class GatewayConfig:
     max_body_bytes: int = option(
         DEFAULT_MAX_BODY, "largest request body (default 4 MiB)", kind=int, at_least=1024
     )
+    #: Under --allow-signed, the largest body of a request without a valid key.
+    max_anonymous_body_bytes: int = option(
+        DEFAULT_MAX_ANONYMOUS_BODY,
+        "largest body of a request without a valid key under --allow-signed (default 256 KiB)",
+        kind=int,
+        at_least=1024,
+    )
     max_messages: int = option(
         DEFAULT_MAX_MESSAGES, "most messages in a request (default 2048)", kind=int, at_least=1
     )
@@ -195,6 +204,35 @@ class GatewayConfig:
     )
     models_refresh: float = option(
         30.0, "least seconds between model-list refreshes (default 30)", at_least=0, **SECONDS
+    )
+    #: Client connections (server/connections.py): seconds for a request's head
+    #: and body and idle between requests; open connections per peer and in all.
+    client_header_timeout: float | None = option(
+        10.0,
+        "seconds a client has to send a request's head (default 10; 0: no limit)",
+        zero_is_none=True,
+        **SECONDS,
+    )
+    client_body_timeout: float | None = option(
+        30.0,
+        "seconds a client has to send a request's body after its head (default 30)",
+        zero_is_none=True,
+        **SECONDS,
+    )
+    keepalive_timeout: float = option(
+        75.0,
+        "seconds a client connection may stay idle between requests (default 75)",
+        at_least=0,
+        **SECONDS,
+    )
+    max_connections: int = option(
+        4096, "open client connections in all (default 4096)", kind=int, at_least=1
+    )
+    max_connections_per_client: int = option(
+        256,
+        "open connections per client address (default 256; trusted proxies exempt)",
+        kind=int,
+        at_least=1,
     )
     redis: str | None = field(
         default=None,
@@ -259,17 +297,43 @@ class GatewayConfig:
         return names
 
     def secrets(self) -> list[str]:
-        """Everything that must never be shown: keys and URL credentials."""
+        """Everything that must never be shown: keys, and URL credentials in
+        every form they are sent (``user:pass`` as written and decoded, and
+        the ``Basic`` header's base64 of it)."""
         from yarl import URL
 
+        from ails.server.config import url_credentials
+
         out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
-        if self.redis and URL(self.redis).password:
-            out.append(str(URL(self.redis).password))
+        out += [k.key for k in self.keys]
+        for url in [URL(u.url) for u in self.upstreams] + ([URL(self.redis)] if self.redis else []):
+            out += url_credentials(url)
+        return out
+
+    def upstream_addresses(self) -> dict[str, str]:
+        """Each ``--upstream``'s URL and ``host:port``, to be shown as ``<name>``
+        (known before any backend is built, for the log's redaction)."""
+        from yarl import URL
+
+        out: dict[str, str] = {}
         for u in self.upstreams:
             url = URL(u.url)
-            if url.password:
-                out += [url.password, f"{url.user}:{url.password}"]
+            label = f"<{u.name}>"
+            out[str(url).rstrip("/")] = label
+            if url.host:
+                out[f"{url.host}:{url.port}"] = label
         return out
+
+    def connection_limits(self) -> ConnectionLimits:
+        from ails.server.connections import ConnectionLimits
+
+        return ConnectionLimits(
+            header_timeout=self.client_header_timeout,
+            body_timeout=self.client_body_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+            max_per_client=self.max_connections_per_client,
+        )
 
 
 def _parse_quota(text: str) -> Quota:

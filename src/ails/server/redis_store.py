@@ -3,13 +3,18 @@
 Imported only when ``--redis`` is given: ``import ails`` and a gateway without
 Redis never load redis-py. Every operation is one round trip, atomic in Redis:
 
-* the replay cache: ``SET key 1 NX PX ttl``;
+* the replay cache: ``SET key 1 NX PX ttl`` (in a script, below);
 * counters (quotas, requests and tokens per minute): a Lua script reads every
   counter of one check, charges them all or none (``INCRBY``) and gives a new
   key its expiry, so two replicas racing for the last unit cannot both win;
 * tokens actually used (a batch of counters): a Lua script, ``INCRBY`` and the
   expiry of each;
 * the response cache: ``GET`` / ``SET key value PX ttl``.
+
+Every write (those above, and ``SET``) is a Lua script that carries its
+deadline, the end of its timeout on Redis's own clock (the offset between the
+clocks measured with ``TIME`` once a minute): one that ran later, after a stall,
+does nothing, so a request that got 503 is never charged or recorded.
 
 Keys are ``PREFIX + name``. A counter's key carries its window length and the
 window's index (``ails:rpm:KEYID:60:29266101``), so each window is a fresh key
@@ -51,42 +56,78 @@ SLACK_MS = 5000
 #: A successful call this recent makes ``/health`` answer "up" without a PING.
 _HEALTH_FRESH_S = 1.0
 
-# KEYS: the counters; ARGV: limit, cost, ttl in ms for each counter, in order.
-# Returns {allowed (0/1), used_1, ..., used_n}: used after the charge when
-# allowed, as found when refused.
-_CONSUME = """
+# Every write carries its deadline in ARGV[1], milliseconds on the Redis
+# server's clock: a command that runs later (Redis was stalled, the client
+# gave up and answered 503) does nothing and says so with LATE.
+_LATE = -1
+_DEADLINE = """
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(ARGV[1]) then
+  return -1
+end
+"""
+
+# KEYS: the counters; ARGV: the deadline, then limit, cost, ttl in ms for each
+# counter, in order. Returns {allowed (0/1), used_1, ..., used_n}: used after
+# the charge when allowed, as found when refused.
+_CONSUME = (
+    _DEADLINE
+    + """
 local used = {}
 local allowed = 1
 for i, key in ipairs(KEYS) do
   local n = tonumber(redis.call('GET', key) or '0')
-  local limit = tonumber(ARGV[3 * i - 2])
-  local cost = tonumber(ARGV[3 * i - 1])
+  local limit = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
   if n >= limit or n + cost > limit then allowed = 0 end
   used[i] = n
 end
 if allowed == 1 then
   for i, key in ipairs(KEYS) do
-    local cost = tonumber(ARGV[3 * i - 1])
+    local cost = tonumber(ARGV[3 * i])
     if cost > 0 then
       used[i] = redis.call('INCRBY', key, cost)
-      if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
+      if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i + 1]) end
     end
   end
 end
 table.insert(used, 1, allowed)
 return used
 """
+)
 
-# KEYS: the counters; ARGV: ttl in ms, then the amount of each counter.
-# Returns the units each counter has used now.
-_ADD = """
+# KEYS: the counters; ARGV: the deadline, ttl in ms, then the amount of each
+# counter. Returns the units each counter has used now.
+_ADD = (
+    _DEADLINE
+    + """
 local used = {}
 for i, key in ipairs(KEYS) do
-  used[i] = redis.call('INCRBY', key, ARGV[i + 1])
-  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[1]) end
+  used[i] = redis.call('INCRBY', key, ARGV[i + 2])
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[2]) end
 end
 return used
 """
+)
+
+# KEYS: one key; ARGV: the deadline, ttl in ms, NX (1/0), the value.
+# Returns 1 when set, 0 when NX found the key there.
+_SET = (
+    _DEADLINE
+    + """
+local done
+if ARGV[3] == '1' then
+  done = redis.call('SET', KEYS[1], ARGV[4], 'NX', 'PX', ARGV[2])
+else
+  done = redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[2])
+end
+if done then return 1 end
+return 0
+"""
+)
+
+#: How often the offset between this machine's clock and Redis's is measured.
+CLOCK_CHECK_S = 60.0
 
 
 def _ms(seconds: float) -> int:
@@ -119,6 +160,12 @@ class RedisStore(StateStore):
         )
         self._consume = self._redis.register_script(_CONSUME)
         self._add = self._redis.register_script(_ADD)
+        self._set = self._redis.register_script(_SET)
+        self._timeout = timeout
+        #: Redis's clock minus ours (ms), less the measurement's uncertainty,
+        #: so a deadline errs early; None until measured.
+        self._offset_ms: float | None = None
+        self._offset_at = -math.inf
         self._breaker_s = breaker_s
         self._clock = clock
         self._down: str | None = None  # why, while Redis is unreachable
@@ -150,10 +197,33 @@ class RedisStore(StateStore):
         self._down = reason
         self._retry_at = time.monotonic() + self._breaker_s
 
+    async def _deadline(self) -> int:
+        """The moment (ms on Redis's clock) after which a write sent now must
+        not happen: when this call's timeout ends. The clocks' offset is
+        measured with ``TIME`` (once a minute), so skew between them is allowed for."""
+        now = time.monotonic()
+        if self._offset_ms is None or now - self._offset_at > CLOCK_CHECK_S:
+            seconds, micros = await self._run(self._redis.time)
+            back = time.time()
+            server_ms = seconds * 1000 + micros / 1000
+            # Redis read its clock somewhere in [sent, back]: assume the worst.
+            self._offset_ms = server_ms - back * 1000
+            self._offset_at = now
+        return int((time.time() + self._timeout) * 1000 + self._offset_ms)
+
+    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        deadline = await self._deadline()
+        reply = await self._run(lambda: script(keys=keys, args=[deadline, *args]))
+        if reply == _LATE:
+            # Ran after its caller gave up: it did nothing, and this one fails too.
+            self._trip(TimeoutError("Redis ran a write after its deadline; it did nothing"))
+            raise StateUnavailable(self._down or "Redis is late")
+        return reply
+
     async def seen_before(self, key: str, ttl: float) -> bool:
         name = self.prefix + key
-        created = await self._run(lambda: self._redis.set(name, b"1", nx=True, px=_ms(ttl)))
-        return created is None  # NX: None when the key was already there
+        created = await self._write(self._set, [name], [_ms(ttl), 1, b"1"])
+        return int(created) == 0  # NX: 0 when the key was already there
 
     async def consume_all(self, counters: Sequence[Counter]) -> tuple[bool, list[Count]]:
         if not counters:
@@ -167,7 +237,7 @@ class RedisStore(StateStore):
             keys.append(f"{self.prefix}{c.key}:{c.window:g}:{index}")
             args += [c.limit, c.cost, _ms(reset) + SLACK_MS]
             resets.append(reset)
-        reply: list[Any] = await self._run(lambda: self._consume(keys=keys, args=args))
+        reply: list[Any] = await self._write(self._consume, keys, args)
         used = [int(u) for u in reply[1:]]
         counts = [
             Count(u, max(0, c.limit - u), r) for c, u, r in zip(counters, used, resets, strict=True)
@@ -180,7 +250,7 @@ class RedisStore(StateStore):
         index, reset = window_slot(self._clock(), window)
         names = [f"{self.prefix}{key}:{window:g}:{index}" for key in amounts]
         args = [_ms(reset) + SLACK_MS, *amounts.values()]
-        reply: list[Any] = await self._run(lambda: self._add(keys=names, args=args))
+        reply: list[Any] = await self._write(self._add, names, args)
         return {key: int(used) for key, used in zip(amounts, reply, strict=True)}
 
     async def cache_get(self, key: str) -> bytes | None:
@@ -191,7 +261,7 @@ class RedisStore(StateStore):
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         name = self.prefix + key
-        await self._run(lambda: self._redis.set(name, value, px=_ms(ttl)))
+        await self._write(self._set, [name], [_ms(ttl), 0, value])
 
     async def health(self) -> str:
         """Cheap: the breaker's state, or a PING at most once a second."""

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -31,11 +34,13 @@ from ails.errors import ConfigError
 from ails.providers import registry
 from ails.providers.base import Provider, Timeouts
 from ails.router import ProviderPool, Router
-from ails.server.errors import Redactor
+from ails.server.errors import GatewayError, Redactor
 
 log = logging.getLogger("ails.server")
 
 _Target = str | tuple[Provider, str]
+#: Least seconds between two tries of a model list that was never fetched.
+UNFETCHED_RETRY_S = 2.0
 _encode = msgspec.json.Encoder().encode
 
 
@@ -52,6 +57,12 @@ class Backend:
     @property
     def name(self) -> str:
         return self.provider.name
+
+
+def _created(entry: dict[str, Any], default: int) -> int:
+    """A backend's ``created``, kept only when it is a Unix time in seconds."""
+    value = entry.get("created")
+    return value if type(value) is int and value >= 0 else default
 
 
 class GatewayRouter(Router):
@@ -72,9 +83,17 @@ class GatewayRouter(Router):
         self.list_timeout = list_timeout
         self.redact = redact or Redactor()
         self._retries = {id(b.provider): b.retries for b in self.backends if b.retries is not None}
-        self._lists: list[list[str]] = [[] for _ in self.backends]
+        # Each backend's models, with the ``created`` it reports.
+        self._lists: list[list[tuple[str, int]]] = [[] for _ in self.backends]
+        #: Whether each backend's list was ever fetched: until it is, a name
+        #: nobody lists may still be that backend's (503, not 404).
+        self._fetched = [False for _ in self.backends]
+        #: When each backend was started: ``created`` of the models of one
+        #: that is not an HTTP endpoint (the embedded model: when it loaded).
+        self._started = [0 for _ in self.backends]
         self._table: dict[str, list[_Target]] = {}
         self._owners: dict[str, str] = {}
+        self._created: dict[str, int] = {}
         self.models_body = b'{"object":"list","data":[]}'
         self._lock = asyncio.Lock()
         self._last_refresh: float | None = None
@@ -94,8 +113,9 @@ class GatewayRouter(Router):
                     f"alias {alias}={target} points at {owner}, which this gateway does not "
                     f"serve (its backends: {', '.join(sorted(names))})"
                 )
-        for backend in self.backends:
+        for i, backend in enumerate(self.backends):
             await backend.provider.start()
+            self._started[i] = int(time.time())
         await self.refresh(force=True)
         for alias, target in self.gateway_aliases.items():
             if alias not in self._table:
@@ -108,12 +128,12 @@ class GatewayRouter(Router):
             if (
                 not force
                 and self._last_refresh is not None
-                and loop.time() - self._last_refresh < self.refresh_interval
+                and loop.time() - self._last_refresh < self._interval()
             ):
                 return
             results = await asyncio.gather(
                 *(
-                    asyncio.wait_for(b.provider.list_models(), self.list_timeout)
+                    asyncio.wait_for(b.provider.list_model_objects(), self.list_timeout)
                     for b in self.backends
                 ),
                 return_exceptions=True,
@@ -128,34 +148,78 @@ class GatewayRouter(Router):
                         self.redact(f"{type(result).__name__}: {result}"),
                     )
                 else:
-                    allowed = self.backends[i].models
-                    self._lists[i] = [m for m in result if allowed is None or m in allowed]
+                    backend = self.backends[i]
+                    default = self._started[i] if backend.provider.base_url is None else 0
+                    allowed = backend.models
+                    self._lists[i] = [
+                        (str(m["id"]), _created(m, default))
+                        for m in result
+                        if allowed is None or m["id"] in allowed
+                    ]
+                    self._fetched[i] = True
             self._last_refresh = loop.time()
             self._rebuild()
+
+    def _interval(self) -> float:
+        # A list never fetched is asked for again sooner: the backend may have
+        # been down only while the gateway started.
+        if all(self._fetched):
+            return self.refresh_interval
+        return min(self.refresh_interval, UNFETCHED_RETRY_S)
+
+    def not_served(self, model: str) -> GatewayError:
+        """The refusal of a name no backend lists: 404, or 503 while some
+        backend's list was never fetched (the name may be that backend's)."""
+        missing = [b.name for b, ok in zip(self.backends, self._fetched, strict=True) if not ok]
+        if not missing:
+            return GatewayError(
+                404,
+                f"The model {model!r} does not exist or is not served here "
+                "(GET /v1/models lists what is).",
+                code="model_not_found",
+                param="model",
+            )
+        wait = self._interval()
+        if self._last_refresh is not None:
+            elapsed = asyncio.get_running_loop().time() - self._last_refresh
+            wait = max(0.0, wait - elapsed)
+        retry = max(1, math.ceil(wait))
+        return GatewayError(
+            503,
+            f"the model list of {', '.join(missing)} could not be fetched yet (the upstream "
+            f"cannot be reached), so {model!r} may be served there; retry in {retry} s",
+            type="server_error",
+            code="backend_unavailable",
+            headers={"retry-after": str(retry)},
+        )
 
     def _rebuild(self) -> None:
         table: dict[str, list[_Target]] = {}
         owners: dict[str, str] = {}
+        created: dict[str, int] = {}
 
-        def add(name: str, provider: Provider, model: str) -> None:
+        def add(name: str, provider: Provider, model: str, when: int) -> None:
             table.setdefault(name, []).append((provider, model))
             owners.setdefault(name, provider.name)
+            created.setdefault(name, when)
 
         for backend, models in zip(self.backends, self._lists, strict=True):
-            for model in models:
-                add(model, backend.provider, model)
+            for model, when in models:
+                add(model, backend.provider, model, when)
         for backend, models in zip(self.backends, self._lists, strict=True):
-            for model in models:
-                add(f"{backend.name}/{model}", backend.provider, model)
+            for model, when in models:
+                add(f"{backend.name}/{model}", backend.provider, model, when)
         for alias in self.gateway_aliases:
             target = registry.resolve_alias(alias, self.gateway_aliases)
             if target in table:
                 table[alias] = table[target]
                 owners[alias] = owners[target]
+                created[alias] = created[target]
         self._table = table
         self._owners = owners
+        self._created = created
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": owner}
+            {"id": name, "object": "model", "created": created[name], "owned_by": owner}
             for name, owner in owners.items()
         ]
         self.models_body = _encode({"object": "list", "data": data})
@@ -169,6 +233,11 @@ class GatewayRouter(Router):
 
     def owner(self, model: str) -> str | None:
         return self._owners.get(model)
+
+    def created(self, model: str) -> int:
+        """``created`` of a served model: the backend's own, or (a backend that
+        is not an HTTP endpoint) when it was started."""
+        return self._created.get(model, 0)
 
     def serves(self, model: str) -> bool:
         """Whether ``model`` is in the table now (no refresh: the hot path)."""
