@@ -1,5 +1,6 @@
-"""The OpenAI wire format, written in one place: chunks, completions, SSE
-frames and error events. The gateway and the CLI's ``--json`` use it.
+"""The wire format, written in one place: OpenAI chunks, completions, SSE
+frames (plain, or named for the other dialects) and error events. The
+gateway, its dialects and the CLI's ``--json`` use it.
 
 A chunk or completion received from an upstream is passed on as its own JSON
 text (the provider contract keeps it, so fields ails does not model survive);
@@ -14,6 +15,7 @@ before parsing it, reads the stream correctly too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -101,6 +103,21 @@ def frame_batch(batch: list[Chunk], *, include_usage: bool) -> bytes:
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
 
 
+def named_events(events: Iterable[tuple[str, Any]]) -> bytes:
+    """SSE frames with an ``event:`` line each, for the dialects whose clients
+    need one (the Anthropic SDK drops frames without it). Compact JSON has no
+    line break, so one ``data:`` line holds each payload; the same escape keeps
+    a naive ``data: `` stripper working."""
+    return b"".join(
+        b"event: "
+        + name.encode()
+        + b"\ndata: "
+        + one_line(_encode(payload).decode()).encode()
+        + b"\n\n"
+        for name, payload in events
+    )
+
+
 def error_json(
     message: str, *, type: str, code: str | None = None, param: str | None = None
 ) -> bytes:
@@ -127,5 +144,6 @@ __all__ = [
     "error_event",
     "error_json",
     "frame_batch",
+    "named_events",
     "one_line",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from ails.server.errors import GatewayError
+from ails.wire import named_events
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -19,12 +20,8 @@ DialectEvent = tuple[str, dict[str, Any]]
 
 
 def encode_events(events: Iterable[DialectEvent]) -> bytes:
-    """SSE frames with an ``event:`` line each (the Anthropic SDK drops frames
-    without one). Compact JSON has no line break, so one ``data:`` line holds it."""
-    return b"".join(
-        b"event: " + name.encode() + b"\ndata: " + _encode(payload) + b"\n\n"
-        for name, payload in events
-    )
+    """SSE frames with an ``event:`` line each (:func:`ails.wire.named_events`)."""
+    return named_events(events)
 
 
 def new_id(prefix: str) -> str:
