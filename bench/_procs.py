@@ -235,6 +235,7 @@ def ails_gateway(
     key: str | None = None,
     loop: str = "uvloop",
     access_log: bool = True,
+    extra: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Run ``ails serve`` against ``upstream`` as a user runs it: with a client
     key (``key``) and the default access log (to ``log``)."""
@@ -253,6 +254,7 @@ def ails_gateway(
         cmd.append("--no-access-log")
     if key:
         cmd += ["--api-key", key]
+    cmd += list(extra)
     # The loop by its environment variable, which an older ails serve (one
     # without --loop, measured for a before/after table) ignores.
     proc = spawn(cmd, log=log, env={"AILS_SERVE_LOOP": loop})
