@@ -78,10 +78,16 @@ class AdmissionPipeline:
 
     async def admit(self, request: web.Request, validate: Validate) -> Admitted:
         started = time.perf_counter()
-        body = await self.read_json(request)
+        check_json_type(request)
+        # The key next, from the head alone, before a byte of the body is read
+        # (as OpenAI does); the key is checked once, here.
+        head = self.auth.identify_head(request)
+        body = await self.read_json(request, anonymous=head is None)
         signed = has_signature_fields(body)
-        # A bad key is told first, before anything about the body, as OpenAI does.
-        caller = ANYONE if signed else self.caller(request)
+        caller = ANYONE
+        if not signed:
+            caller = head if head is not None else self.auth.identify(request)  # 401
+            request["caller"] = caller
         model, stream, include_usage = validate(body)
         signed_caller = self.auth.verify_signed(request, body) if signed else None
         if signed_caller is not None:
@@ -101,21 +107,13 @@ class AdmissionPipeline:
             headers.update(limits.headers())
         return Admitted(body, caller, model, stream, include_usage, limits, headers, refund)
 
-    async def read_json(self, request: web.Request) -> dict[str, Any]:
-        ctype = request.headers.get("Content-Type")
-        # No type is refused too: a browser sends a cross-site POST without a
-        # preflight only as a form, text/plain or with no type (docs/reliability.md).
-        if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
-            raise GatewayError(
-                415,
-                f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
-                code="unsupported_media_type",
-            )
-        # The key first, before a byte of the body is read (server/body.py).
-        if self.auth.key_decides(request):
-            raw = await read_body(request, self.max_body_bytes)
-        else:
+    async def read_json(self, request: web.Request, *, anonymous: bool = False) -> dict[str, Any]:
+        """The body as a JSON object, within the limit (the anonymous one for
+        a keyless caller under ``--allow-signed``)."""
+        if anonymous:
             raw = await read_body(request, self.max_anonymous_body_bytes, anonymous=True)
+        else:
+            raw = await read_body(request, self.max_body_bytes)
         try:
             body = _decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -131,4 +129,16 @@ class AdmissionPipeline:
         return body
 
 
-__all__ = ["AdmissionPipeline", "Admitted", "Validate"]
+def check_json_type(request: web.Request) -> None:
+    ctype = request.headers.get("Content-Type")
+    # No type is refused too: a browser sends a cross-site POST without a
+    # preflight only as a form, text/plain or with no type (docs/reliability.md).
+    if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
+        raise GatewayError(
+            415,
+            f"the body must be JSON (Content-Type: application/json), not {ctype!r}",
+            code="unsupported_media_type",
+        )
+
+
+__all__ = ["AdmissionPipeline", "Admitted", "Validate", "check_json_type"]

@@ -128,16 +128,19 @@ class Authenticator:
     def key_valid(self, authorization: str | None) -> bool:
         return self.matching_key(authorization) is not None
 
-    def key_decides(self, request: web.Request) -> bool:
-        """Before the body is read: refuse (401) a request that its key alone
-        decides. True: the caller may send a full body (a valid key, or no keys
-        configured); False: it is anonymous under ``--allow-signed``, so only a
-        small, signed body can be served."""
-        if not self._digests or self.key_valid(request.headers.get("Authorization")):
-            return True
+    def identify_head(self, request: web.Request) -> Caller | None:
+        """Who calls, from the head alone, before the body is read: a valid
+        key's caller (or anyone, with no keys configured); a request its key
+        alone refuses is refused here (401). ``None``: keyless under
+        ``--allow-signed``, so only a small, signed body can be served."""
+        if not self._digests:
+            return ANYONE
+        digest = self.matching_key(request.headers.get("Authorization"))
+        if digest is not None:
+            return Caller(key_digest=digest)
         if not self.allow_signed:
-            self.require_key(request)  # raises: only a valid key can be served
-        return False
+            self.identify(request)  # raises: only a valid key can be served
+        return None
 
     def require_key(self, request: web.Request) -> bool:
         """Refuse a request without a valid key when keys are configured; say
