@@ -251,7 +251,9 @@ class Gateway:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                nothing = await self._pump(resp, stream, raw_source, include_usage, rid, meter)
+                nothing = await self._pump(
+                    resp, stream, raw_source, include_usage, rid, meter, chat_request.model
+                )
                 if nothing and refund is not None:  # failed before any output
                     await refund()
             except ConnectionError:
@@ -272,6 +274,7 @@ class Gateway:
         include_usage: bool,
         rid: str,
         meter: UsageMeter | None = None,
+        model: str | None = None,
     ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation). True: it failed
@@ -285,7 +288,7 @@ class Gateway:
                 if raw_source is not None:
                     data = frame_raw(raw_source.raw, batch, include_usage)
                 else:
-                    data = frame_chunks(batch, include_usage)
+                    data = frame_chunks(batch, include_usage, model)  # the name asked for
                 if data:
                     wrote = True
                     await write(data)

@@ -41,11 +41,12 @@ def frame_raw(raw: list[str], batch: list[Chunk], include_usage: bool) -> bytes:
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
 
 
-def frame_chunks(batch: list[Chunk], include_usage: bool) -> bytes:
+def frame_chunks(batch: list[Chunk], include_usage: bool, model: str | None = None) -> bytes:
     """Chunks ails made (the embedded model), encoded, as one write.
 
     Not ``Chunk``'s own encoding: it omits default values, and a chunk on the
     wire always carries ``object`` and ``choices`` (``[]`` on the usage chunk).
+    ``model``, when given, is the name the client asked for (an alias, say).
     """
     parts = []
     for chunk in batch:
@@ -58,7 +59,7 @@ def frame_chunks(batch: list[Chunk], include_usage: bool) -> bytes:
             "id": chunk.id,
             "object": "chat.completion.chunk",
             "created": chunk.created,
-            "model": chunk.model,
+            "model": model or chunk.model,
             "choices": chunk.choices,
         }
         if chunk.system_fingerprint is not None:

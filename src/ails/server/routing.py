@@ -269,7 +269,9 @@ class GatewayRouter(Router):
                 body = {"model": model, "messages": request.messages, **params, "stream": False}
                 return await _post_raw(provider, body)
             params.pop("stream_options", None)
-            return completion_json(await provider.complete(model, request.messages, **params))
+            completion = await provider.complete(model, request.messages, **params)
+            completion.model = request.model  # made here: it says the name asked for
+            return completion_json(completion)
 
         return await self._run(request, attempt)
 
