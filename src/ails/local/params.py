@@ -205,6 +205,8 @@ def _check_part(part: Any, where: str) -> None:
     if not isinstance(part, dict):
         raise _type_error(where, "an object", part)
     kind = part.get("type")
+    if not isinstance(kind, str):
+        raise _type_error(f"{where}.type", "a string", kind)
     if kind == "text":
         if not isinstance(part.get("text"), str):
             raise _type_error(f"{where}.text", "a string", part.get("text"))

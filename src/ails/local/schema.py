@@ -216,7 +216,8 @@ class _Checker:
                 raise SchemaRefused("'items' as a list (a tuple) is not enforced", where)
             self.node(schema["items"], f"{where}/items")
         for key in ("minItems", "maxItems"):
-            _count(schema, key, where)
+            if key in schema:
+                _count(schema, key, where)
 
     def strings(self, schema: dict[str, Any], types: frozenset[str] | None, where: str) -> None:
         for key in ("minLength", "maxLength"):
@@ -224,6 +225,10 @@ class _Checker:
                 if types is None or "string" not in types:
                     raise SchemaRefused(f'{key!r} is enforced only beside "type": "string"', where)
                 _count(schema, key, where)
+        used = [k for k in ("pattern", "format") if k in schema]
+        if used and types is not None and "string" not in types:
+            # The converter would make a string of it, whatever the type says.
+            raise SchemaRefused(f"{used[0]!r} is enforced only on strings", where)
         if "pattern" in schema:
             pattern = schema["pattern"]
             if not isinstance(pattern, str):
@@ -231,7 +236,9 @@ class _Checker:
             problem = pattern_problem(pattern)
             if problem:
                 raise SchemaRefused(f"the pattern {pattern!r} is not enforced: {problem}", where)
-        if "format" in schema and schema["format"] not in FORMATS:
+        if "format" in schema and (
+            not isinstance(schema["format"], str) or schema["format"] not in FORMATS
+        ):
             raise SchemaRefused(
                 f"the format {schema['format']!r} is not enforced (only "
                 f"{', '.join(sorted(FORMATS))})",
@@ -278,12 +285,11 @@ class _Checker:
         resolved = [self.follow(b, where) for b in branches]
         if len(resolved) < 2:
             return True
-        first = resolved[0]
-        for name in first.get("required", []):
+        for name in _required(resolved[0]):
             seen: list[Any] = []
             for branch in resolved:
                 value = _constant(branch, name)
-                if value is _NONE or name not in branch.get("required", []) or value in seen:
+                if value is _NONE or name not in _required(branch) or value in seen:
                     break
                 seen.append(value)
             else:
@@ -318,8 +324,14 @@ class _Checker:
 _NONE = object()
 
 
+def _required(schema: dict[str, Any]) -> list[Any]:
+    required = schema.get("required")
+    return required if isinstance(required, list) else []
+
+
 def _constant(schema: dict[str, Any], name: str) -> Any:
-    prop = (schema.get("properties") or {}).get(name)
+    props = schema.get("properties")
+    prop = props.get(name) if isinstance(props, dict) else None
     if not isinstance(prop, dict):
         return _NONE
     if "const" in prop:

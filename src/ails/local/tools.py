@@ -108,8 +108,7 @@ def plan_tools(
             raise _bad("tool_choice 'required' needs 'tools'", "tool_choice")
         return ToolPlan(tools, tools, "required")
     if isinstance(choice, dict) and choice.get("type") == "function":
-        fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else None
+        name = _function_name(choice)
         return ToolPlan(tools, (_find(tools, name, "tool_choice.function.name"),), "required")
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         allowed = choice.get("allowed_tools")
@@ -118,10 +117,7 @@ def plan_tools(
         mode = allowed.get("mode", "auto")
         if mode not in ("auto", "required"):
             raise _bad("'tool_choice.allowed_tools.mode' must be auto or required", "tool_choice")
-        names = [
-            t.get("function", {}).get("name") if isinstance(t, dict) else None
-            for t in allowed["tools"]
-        ]
+        names = [_function_name(t) for t in allowed["tools"]]
         chosen = tuple(_find(tools, n, "tool_choice.allowed_tools.tools") for n in names)
         if not chosen:
             raise _bad("'tool_choice.allowed_tools.tools' is empty", "tool_choice")
@@ -131,6 +127,11 @@ def plan_tools(
         '"function": {"name": ...}}',
         "tool_choice",
     )
+
+
+def _function_name(value: Any) -> Any:
+    fn = value.get("function") if isinstance(value, dict) else None
+    return fn.get("name") if isinstance(fn, dict) else None
 
 
 def _find(tools: tuple[Tool, ...], name: Any, param: str) -> Tool:
