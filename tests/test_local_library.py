@@ -123,5 +123,9 @@ def test_cli_schema_with_a_provider_that_cannot_take_it_exits_2(tmp_path: Path) 
     )
     assert result.returncode == 2, result.stderr
     assert "response_format" in result.stderr and "Traceback" not in result.stderr
-    bad = run(clean_env(tmp_path / "home", None), "--schema", "{oops", "hi")
+    home = clean_env(tmp_path / "home", None)
+    bad = run(home, "--schema", "{oops", "hi")
     assert bad.returncode == 2 and "not JSON" in bad.stderr
+    unenforced = '{"type": "array", "uniqueItems": true}'
+    bad = run(home, "--schema", unenforced, "hi", timeout=120)
+    assert bad.returncode == 2 and "uniqueItems" in bad.stderr
