@@ -77,6 +77,7 @@ def test_the_runtime_request_from_openai_names() -> None:
             "stop": "END",
             "logprobs": True,
             "frequency_penalty": 0.5,
+            "top_k": 40,
             "seed": 3,
             "n": 2,
             "user": "ignored",
@@ -84,6 +85,7 @@ def test_the_runtime_request_from_openai_names() -> None:
         slots=2,
     )
     assert plan.body["max_tokens"] == 20 and plan.body["stop"] == ["END"]
+    assert plan.body["top_k"] == 40 and plan.body["frequency_penalty"] == 0.5
     assert plan.body["top_logprobs"] == 1 and plan.empty_top_logprobs
     assert plan.n == 2 and b'"seed":4' in plan.choice_body(1)
     assert "user" not in plan.body and not plan.include_usage

@@ -4,7 +4,8 @@ into the runtime's request.
 Every parameter of OpenAI's Chat Completions reference has a place here:
 
 - :data:`HONOURED`: the runtime does what it says (sampling, limits, logprobs,
-  structured output, tools, ``n``);
+  structured output, tools, ``n``), plus ``top_k``, not OpenAI's but the
+  runtime's and Anthropic's (the gateway's Messages dialect passes it on);
 - :data:`IGNORED`: accepted and ignored, as OpenAI-compatible servers do,
   because they do not change what the answer means (``user``, ``metadata``,
   ``store``, ``service_tier``, ``reasoning_effort``…);
@@ -34,6 +35,7 @@ HONOURED = frozenset(
     {
         "temperature",
         "top_p",
+        "top_k",
         "max_tokens",
         "max_completion_tokens",
         "stop",
@@ -283,6 +285,8 @@ def plan_request(messages: Any, params: dict[str, Any], *, slots: int) -> Plan:
     ):
         if _number(params, name, low, high) is not None:
             body[name] = params[name]
+    if _integer(params, "top_k", 0) is not None:  # 0: no limit, as in the runtime
+        body["top_k"] = params["top_k"]
     limits = (_integer(params, k, 1) for k in ("max_tokens", "max_completion_tokens"))
     given = [v for v in limits if v is not None]
     if given:  # the same meaning; when both are sent, the smaller wins

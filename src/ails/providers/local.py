@@ -87,6 +87,7 @@ class LocalProvider(Provider):
         messages: list[Any],
         temperature: float | None = None,
         top_p: float | None = None,
+        top_k: int | None = None,
         max_tokens: int | None = None,
         max_completion_tokens: int | None = None,
         stop: str | list[str] | None = None,
