@@ -34,10 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_local import raw_server  # noqa: E402
-
 from ails.local import runtime as rt  # noqa: E402
 from ails.providers.local import LocalProvider  # noqa: E402
+from bench_local import raw_server  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Describe a city you would like to visit, and why."}]
 MAX_TOKENS = 64
