@@ -136,8 +136,7 @@ async def main(rounds: int) -> None:
         raw_cell = f"{raw_med[kind]:.1f}" if kind in raw_med else ""
         vs_raw = f"{med[kind] / raw_med[kind]:.3f}x" if kind in raw_med else ""
         print(
-            f"| {kind} | {med[kind]:.1f} | {med[kind] / med['free']:.2f}x | {raw_cell} "
-            f"| {vs_raw} |"
+            f"| {kind} | {med[kind]:.1f} | {med[kind] / med['free']:.2f}x | {raw_cell} | {vs_raw} |"
         )
 
 
