@@ -323,6 +323,18 @@ def test_parameters_clients_send_are_accepted(client: openai.OpenAI) -> None:
         modalities=["text"],
         logit_bias={"9707": -100},
         stop=["\n\n"],
+        top_logprobs=0,
+        extra_body={
+            "prompt_cache_retention": "24h",
+            "prompt_cache_options": {"mode": "implicit"},
+            "prediction": {"type": "content", "content": "Hello"},
+            "audio": None,
+            "web_search_options": None,
+            "moderation": None,
+            "functions": None,
+            "function_call": "auto",
+            "tool_choice": "none",
+        },
     )
     assert done.choices[0].message.content
     assert done.model == ALIAS

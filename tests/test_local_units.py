@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from openai.types.chat import completion_create_params
 from pydantic import BaseModel
 
+import ails
 from ails.cli.schema import concise_schema, load_schema
 from ails.errors import BadRequest
 from ails.local.choices import FoldUsage, MergedChoices, UsageFolder
@@ -110,6 +111,11 @@ def test_the_runtime_request_from_openai_names() -> None:
 )
 def test_bad_values_name_their_param(params: dict[str, Any], param: str) -> None:
     assert refused(plan_request, HI, params, slots=2).param == param
+
+
+def test_message_objects_are_taken_like_dicts() -> None:
+    plan = plan_request([ails.Message(role="user", content="hi")], {}, slots=1)
+    assert plan.body["messages"] == HI
 
 
 def test_media_parts_and_broken_call_arguments_are_refused_by_position() -> None:

@@ -271,6 +271,10 @@ def plan_request(messages: Any, params: dict[str, Any], *, slots: int) -> Plan:
     """
     params = {k: v for k, v in params.items() if v is not None}
     check_names(params)
+    if isinstance(messages, list):  # ails.Message objects are welcome too
+        messages = [
+            msgspec.to_builtins(m) if isinstance(m, msgspec.Struct) else m for m in messages
+        ]
     check_messages(messages)
     body: dict[str, Any] = {
         "messages": messages,
