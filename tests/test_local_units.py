@@ -16,7 +16,7 @@ from openai.types.chat import completion_create_params
 from pydantic import BaseModel
 
 import ails
-from ails.cli.schema import concise_schema, load_schema
+from ails.cli._schema import concise_schema, load_schema
 from ails.errors import BadRequest
 from ails.local.choices import FoldUsage, MergedChoices, UsageFolder
 from ails.local.params import KNOWN, plan_request

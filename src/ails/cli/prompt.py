@@ -53,7 +53,7 @@ def prompt_cmd(
 ) -> None:
     """Send PROMPT (and stdin, when piped) and stream the answer."""
     from ails import config
-    from ails.cli.schema import load_schema, response_format
+    from ails.cli._schema import load_schema, response_format
     from ails.store import NoSuchConversation, Store, history_messages
 
     text = read_prompt(prompt)
@@ -84,7 +84,7 @@ def prompt_cmd(
                 system = next((e.system for e in reversed(earlier) if e.system), None)
     full_model = env.resolve(model)
     if schema is not None:
-        from ails.cli.schema import check_provider_takes_it
+        from ails.cli._schema import check_provider_takes_it
 
         check_provider_takes_it(full_model)
     messages: list[dict[str, Any]] = []
