@@ -19,6 +19,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[local,test]'
 bash scripts/install-browser.sh
 bash scripts/install-redis.sh
+bash scripts/install-client-venvs.sh
 
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts

@@ -433,7 +433,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         (["--bogus", "hi"], "No such option"),
         (["-m", "openai/x", "-o", "temperature=hot", "hi"], "expected a number"),
         (["-m", "openai/x", "-o", "novalue", "hi"], "expected key=value"),
-        (["-m", "local/default", "-o", "mirostat=2", "hi"], "does not support 'mirostat'"),
+        (["-m", "local/default", "-o", "mirostat=2", "hi"], "argument supplied: 'mirostat'"),
         (["-m", "openai/x"], "give a prompt"),
         (["--cid", "nosuchid", "hi"], "no conversation 'nosuchid'"),
         (["logs", "-n", "-1"], "-1"),

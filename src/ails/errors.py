@@ -39,7 +39,9 @@ class ProviderError(AilsError):
 
     ``status`` is the upstream HTTP status (``None`` when there was no response),
     ``retryable`` whether trying again may help, ``body`` the upstream's error
-    body as parsed JSON (or text) so nothing the upstream said is lost.
+    body as parsed JSON (or text) so nothing the upstream said is lost, and
+    ``param`` the request field at fault when it is known (OpenAI's
+    ``error.param``, e.g. ``"messages[1].content[0]"``).
     """
 
     retryable: bool = False
@@ -54,9 +56,11 @@ class ProviderError(AilsError):
         code: str | None = None,
         body: Any = None,
         retry_after: float | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.param = param
         self.provider = provider
         if retryable is not None:
             self.retryable = retryable

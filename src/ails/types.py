@@ -118,10 +118,16 @@ def as_message_dicts(messages: Any) -> list[dict[str, Any]]:
 
 
 def completion_from_chunks(chunks: list[Chunk]) -> Completion:
-    """Join a stream of chunks into one completion (per choice index)."""
+    """Join a stream of chunks into one completion (per choice index).
+
+    Tool-call fragments are joined by their ``index``; an answer that is only
+    calls has ``content: None``, as OpenAI's. Streamed ``logprobs.content``
+    entries are joined into the choice's ``logprobs``.
+    """
     texts: dict[int, list[str]] = {}
     finish: dict[int, str | None] = {}
     tool_calls: dict[int, list[Any]] = {}
+    logprobs: dict[int, list[Any]] = {}
     usage: Usage | None = None
     first: Chunk | None = None
     for chunk in chunks:
@@ -137,15 +143,18 @@ def completion_from_chunks(chunks: list[Chunk]) -> Completion:
                 _merge_tool_calls(tool_calls.setdefault(choice.index, []), choice.delta.tool_calls)
             if choice.finish_reason is not None:
                 finish[choice.index] = choice.finish_reason
+            if isinstance(choice.logprobs, dict):
+                logprobs.setdefault(choice.index, []).extend(choice.logprobs.get("content") or ())
     choices = [
         CompletionChoice(
             index=i,
             message=Message(
                 role="assistant",
-                content="".join(texts[i]),
+                content="".join(texts[i]) if texts[i] or i not in tool_calls else None,
                 tool_calls=tool_calls.get(i) or None,
             ),
             finish_reason=finish.get(i),
+            logprobs={"content": logprobs[i], "refusal": None} if i in logprobs else None,
         )
         for i in sorted(texts)
     ]

@@ -42,9 +42,10 @@ def one_line(text: str) -> str:
     return text
 
 
-def chunk_json(chunk: Chunk, *, include_usage: bool = True) -> bytes:
+def chunk_json(chunk: Chunk, *, include_usage: bool = True, model: str | None = None) -> bytes:
     """A chunk ails made as OpenAI's ``chat.completion.chunk``; ``b""`` for a
-    usage-only chunk when usage was not asked for."""
+    usage-only chunk when usage was not asked for. ``model``, when given, is
+    the name the client asked for (an alias, say)."""
     usage = chunk.usage
     if usage is not None and not include_usage:
         if not chunk.choices:
@@ -54,7 +55,7 @@ def chunk_json(chunk: Chunk, *, include_usage: bool = True) -> bytes:
         "id": chunk.id,
         "object": "chat.completion.chunk",
         "created": chunk.created,
-        "model": chunk.model,
+        "model": model or chunk.model,
         "choices": chunk.choices,
     }
     if chunk.system_fingerprint is not None:
@@ -64,13 +65,14 @@ def chunk_json(chunk: Chunk, *, include_usage: bool = True) -> bytes:
     return _encode(out)
 
 
-def completion_json(completion: Completion) -> bytes:
-    """A completion ails made as OpenAI's ``chat.completion``."""
+def completion_json(completion: Completion, *, model: str | None = None) -> bytes:
+    """A completion ails made as OpenAI's ``chat.completion``; ``model``, when
+    given, is the name the client asked for."""
     out: dict[str, Any] = {
         "id": completion.id,
         "object": "chat.completion",
         "created": completion.created,
-        "model": completion.model,
+        "model": model or completion.model,
         "choices": completion.choices,
     }
     if completion.usage is not None:
@@ -80,14 +82,16 @@ def completion_json(completion: Completion) -> bytes:
     return _encode(out)
 
 
-def chunk_texts(batch: list[Chunk], *, include_usage: bool = True) -> list[str]:
+def chunk_texts(
+    batch: list[Chunk], *, include_usage: bool = True, model: str | None = None
+) -> list[str]:
     """Each chunk of a batch as one line of JSON: the text as received, or
-    encoded when ails made the chunk. A usage-only chunk the client did not
-    ask for is left out."""
+    encoded when ails made the chunk (with ``model``, the name asked for, when
+    given). A usage-only chunk the client did not ask for is left out."""
     out = []
     for text, chunk in zip(raw_texts(batch), batch, strict=True):
         if text is None:
-            data = chunk_json(chunk, include_usage=include_usage)
+            data = chunk_json(chunk, include_usage=include_usage, model=model)
             if data:
                 out.append(one_line(data.decode()))
         elif include_usage or chunk.usage is None or chunk.choices:
@@ -95,9 +99,9 @@ def chunk_texts(batch: list[Chunk], *, include_usage: bool = True) -> list[str]:
     return out
 
 
-def frame_batch(batch: list[Chunk], *, include_usage: bool) -> bytes:
+def frame_batch(batch: list[Chunk], *, include_usage: bool, model: str | None = None) -> bytes:
     """The chunks of one read as ``data:`` events, for one write."""
-    parts = chunk_texts(batch, include_usage=include_usage)
+    parts = chunk_texts(batch, include_usage=include_usage, model=model)
     if not parts:
         return b""
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()

@@ -33,6 +33,12 @@ OPTION_HELP = "model option: temperature, max_tokens, seed, stop, top_p... (repe
     help="OpenAI JSON: one chunk per line, or one completion with --no-stream",
 )
 @click.option("-n", "--no-log", is_flag=True, help="do not log this exchange")
+@click.option(
+    "--schema",
+    metavar="SCHEMA",
+    help="answer with JSON that validates: a JSON schema, a file holding one, or fields "
+    "such as 'name, age int, bio: one line'",
+)
 def prompt_cmd(
     prompt: str | None,
     model: str | None,
@@ -43,13 +49,17 @@ def prompt_cmd(
     no_stream: bool,
     as_json: bool,
     no_log: bool,
+    schema: str | None,
 ) -> None:
     """Send PROMPT (and stdin, when piped) and stream the answer."""
     from ails import config
+    from ails.cli._schema import load_schema, response_format
     from ails.store import NoSuchConversation, Store, history_messages
 
     text = read_prompt(prompt)
     params = parse_options(options)
+    if schema is not None:
+        params["response_format"] = response_format(load_schema(schema))
     env = Env.load()
     store = Store(config.db_path())
     history: list[dict[str, Any]] = []
@@ -73,6 +83,10 @@ def prompt_cmd(
             if system is None:
                 system = next((e.system for e in reversed(earlier) if e.system), None)
     full_model = env.resolve(model)
+    if schema is not None:
+        from ails.cli._schema import check_provider_takes_it
+
+        check_provider_takes_it(full_model)
     messages: list[dict[str, Any]] = []
     if system:
         messages.append({"role": "system", "content": system})

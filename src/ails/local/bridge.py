@@ -32,12 +32,14 @@ import msgspec
 
 from ails.errors import (
     AilsError,
+    BadRequest,
     ProtocolError,
     ProviderError,
     Timeout,
     UpstreamUnavailable,
     error_for_status,
 )
+from ails.local.choices import UsageFolder
 from ails.providers.base import ChunkStream, Timeouts
 from ails.types import Chunk
 
@@ -51,12 +53,16 @@ _active: set[_Generation] = set()
 class _Generation:
     """What the runtime thread shares with the loop: a queue, a waiter, a stop flag."""
 
-    __slots__ = ("body", "done", "items", "loop", "server", "stop", "thread", "waiter")
+    __slots__ = ("body", "done", "items", "loop", "model", "server", "stop", "thread", "waiter")
 
-    def __init__(self, server: Any, body: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, server: Any, body: bytes, loop: asyncio.AbstractEventLoop, model: str | None
+    ) -> None:
         self.server = server
         self.body = body
         self.loop = loop
+        #: The name the caller asked for, put on every chunk (the runtime says its alias).
+        self.model = model
         #: Chunks, errors and the end marker, in arrival order (loop thread only).
         self.items: deque[object] = deque()
         self.waiter: asyncio.Future[object] | None = None
@@ -82,9 +88,15 @@ class _Generation:
         if self.stop:
             return True
         try:
-            item: object = _decode(data)
+            chunk = _decode(data)
         except msgspec.DecodeError as exc:
-            item = ProtocolError(f"the local runtime sent a chunk that is not chunk JSON: {exc}")
+            item: object = ProtocolError(
+                f"the local runtime sent a chunk that is not chunk JSON: {exc}"
+            )
+        else:
+            if self.model is not None:
+                chunk.model = self.model
+            item = chunk
         try:
             self.loop.call_soon_threadsafe(self._deliver, item)
         except RuntimeError:  # the loop is closed: nobody will read this answer
@@ -130,7 +142,15 @@ def runtime_error(err: Any, *, provider: str) -> ProviderError:
     else:
         message, status, kind = str(err), None, None
     if kind == "exceed_context_size_error":
-        message += " (the local provider's context is set by n_ctx or AILS_LOCAL_CTX)"
+        # OpenAI's code and param for the same fault, which clients look for.
+        return BadRequest(
+            f"{message} (the local provider's context is set by n_ctx or AILS_LOCAL_CTX)",
+            status=400,
+            provider=provider,
+            body=err,
+            code="context_length_exceeded",
+            param="messages",
+        )
     if status is not None and 400 <= status < 600:
         return error_for_status(status, message, provider=provider, body=err, code=kind)
     return ProviderError(message, provider=provider, body=err, code=kind)
@@ -144,10 +164,9 @@ class LocalStream(ChunkStream):
     __slots__ = (
         "_closed",
         "_finished",
+        "_folder",
         "_gen",
-        "_held",
         "_idle",
-        "_include_usage",
         "_last",
         "_total_deadline",
         "chunks_seen",
@@ -162,14 +181,12 @@ class LocalStream(ChunkStream):
         provider: str,
         timeouts: Timeouts,
         include_usage: bool = False,
+        model: str | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        self._gen = _Generation(server, body, loop)
-        #: OpenAI sends a usage-only chunk (``choices: []``) only when asked; code
-        #: that reads ``chunk.choices[0]`` breaks on it. Unasked, the runtime's
-        #: usage is folded into the final chunk instead, which is held until then.
-        self._include_usage = include_usage
-        self._held: Chunk | None = None
+        self._gen = _Generation(server, body, loop, model)
+        #: Unasked, the runtime's usage goes onto the final chunk (choices.UsageFolder).
+        self._folder = None if include_usage else UsageFolder()
         self.provider = provider
         self._closed = False
         self._finished = False
@@ -217,22 +234,13 @@ class LocalStream(ChunkStream):
                         for choice in item.choices:
                             if choice.finish_reason is not None:
                                 self._finished = True
-                                if not self._include_usage:
-                                    self._held = item
-                    if not self._include_usage:
-                        if item is self._held:
-                            continue
-                        if not item.choices and item.usage is not None:
-                            if self._held is not None:
-                                self._held.usage = item.usage
-                                batch.append(self._held)
-                                self._held = None
-                            continue
-                    batch.append(item)
+                    if self._folder is None:
+                        batch.append(item)
+                    else:
+                        self._folder.add(item, batch)
                     continue
-                if self._held is not None:  # the end came without a usage chunk
-                    batch.append(self._held)
-                    self._held = None
+                if self._folder is not None:  # the end came without a usage chunk
+                    self._folder.flush(batch)
                 if batch:  # hand over what came before the end or the error first
                     break
                 items.popleft()
@@ -299,6 +307,15 @@ class LocalStream(ChunkStream):
             if isinstance(item, ProtocolError):
                 item.provider = self.provider
             return item
+        if isinstance(item, (ValueError, RuntimeError)):
+            # The runtime raises these while reading the request, before generating
+            # (image input, a schema it cannot compile): a refusal of this request.
+            return BadRequest(
+                f"the embedded model refused the request: {item}",
+                status=400,
+                provider=self.provider,
+                code="invalid_request",
+            )
         return UpstreamUnavailable(
             f"the local runtime failed: {item!r}", provider=self.provider, retryable=False
         )

@@ -22,19 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import msgspec
-
-from ails.errors import BadRequest, ConfigError, NotFound
-from ails.local.bridge import LocalStream
+from ails.errors import ConfigError, NotFound
+from ails.local.answer import open_answer
+from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, get_runtime, loaded
 from ails.providers.base import ChunkStream, Provider, Timeouts
 
 T = TypeVar("T")
-
-_encode = msgspec.json.Encoder().encode
-#: Usage is always asked of the runtime: the stream puts it on the final chunk, or
-#: in a usage-only chunk when the caller asked for ``include_usage`` (as OpenAI).
-_STREAM_OPTIONS = {"include_usage": True}
 
 
 class LocalProvider(Provider):
@@ -96,27 +90,41 @@ class LocalProvider(Provider):
             runtime = await _in_thread(get_runtime, self._settings)
         return runtime
 
-    # The signature is the list of parameters honoured (Provider.accepted_params):
-    # narrower than the base's **params on purpose, so the router refuses the rest.
-    async def connect(  # type: ignore[override]
+    # The signature names the parameters honoured (Provider.params shows them);
+    # ``other`` takes the rest of OpenAI's reference, which local.params accepts
+    # and ignores, or refuses with a 400 that names the parameter.
+    async def connect(
         self,
         model: str,
         messages: list[Any],
         temperature: float | None = None,
         top_p: float | None = None,
+        top_k: int | None = None,
         max_tokens: int | None = None,
+        max_completion_tokens: int | None = None,
         stop: str | list[str] | None = None,
         seed: int | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        logit_bias: dict[str, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        n: int | None = None,
         stream_options: dict[str, Any] | None = None,
         stream: bool = True,
+        **other: Any,
     ) -> ChunkStream:
         """Start generating; return once the runtime has sent its first chunk.
 
         Waiting for that first event (not just for the request to be queued) means
         that a request the runtime refuses, like a prompt longer than the context,
         fails here, before the answer starts, as an HTTP provider's would.
-        ``stream`` and ``stream_options`` are accepted for compatibility: the
-        answer is always streamed internally and always ends with usage.
+        ``stream`` is accepted for compatibility: the answer is always streamed
+        internally and always ends with usage. Chunks carry ``model`` as given.
         """
         names = self.model_names()
         if model not in names:
@@ -127,57 +135,17 @@ class LocalProvider(Provider):
                 provider=self.name,
                 code="model_not_found",
             )
-        body = _request_body(messages, temperature, top_p, max_tokens, stop, seed)
+        params = {k: v for k, v in locals().items() if k not in _NOT_PARAMS}
+        params.update(other)
+        # Checked before the model loads: a bad request costs nothing.
+        plan = plan_request(messages, params, slots=self._settings.resolved().parallel or 1)
         runtime = await self.load()
-        answer = LocalStream(
-            runtime.server,
-            body,
-            provider=self.name,
-            timeouts=self.timeouts,
-            include_usage=bool(stream_options and stream_options.get("include_usage")),
+        return await open_answer(
+            runtime.server, plan, model=model, provider=self.name, timeouts=self.timeouts
         )
-        answer.start()
-        try:
-            await answer.wait_started()
-        except BaseException:
-            await answer.aclose()
-            raise
-        return answer
 
 
-def _request_body(
-    messages: list[Any],
-    temperature: float | None,
-    top_p: float | None,
-    max_tokens: int | None,
-    stop: str | list[str] | None,
-    seed: int | None,
-) -> bytes:
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages must be a non-empty list", status=400, provider="local")
-    if max_tokens is not None and max_tokens < 1:
-        raise BadRequest("max_tokens must be at least 1", status=400, provider="local")
-    body: dict[str, Any] = {
-        "messages": messages,
-        "stream": True,
-        "stream_options": _STREAM_OPTIONS,
-    }
-    if temperature is not None:
-        body["temperature"] = temperature
-    if top_p is not None:
-        body["top_p"] = top_p
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens  # tokens: the runtime's n_predict
-    if stop:
-        body["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    if seed is not None:
-        body["seed"] = seed
-    try:
-        return _encode(body)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise BadRequest(
-            f"the request cannot be encoded as JSON: {exc}", status=400, provider="local"
-        ) from None
+_NOT_PARAMS = frozenset({"self", "model", "messages", "other", "names"})
 
 
 async def _in_thread(fn: Callable[[Settings], T], arg: Settings) -> T:

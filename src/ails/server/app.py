@@ -148,7 +148,9 @@ class Gateway:
             if refund is not None:
                 await refund()
             raise self._failure(exc, headers) from None
-        answer = reply.raw if reply.raw is not None else completion_json(reply.completion)
+        answer = reply.raw
+        if answer is None:  # made here: it says the name asked for (an alias, say)
+            answer = completion_json(reply.completion, model=chat_request.model)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
         if limits is not None and limits.counts_tokens:
@@ -207,7 +209,9 @@ class Gateway:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                nothing = await self._pump(resp, stream, include_usage, rid, meter)
+                nothing = await self._pump(
+                    resp, stream, include_usage, rid, meter, chat_request.model
+                )
                 if nothing and refund is not None:  # failed before any output
                     await refund()
             except ConnectionError:
@@ -227,6 +231,7 @@ class Gateway:
         include_usage: bool,
         rid: str,
         meter: UsageMeter | None = None,
+        model: str | None = None,
     ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation). True: it failed
@@ -237,7 +242,8 @@ class Gateway:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
-                data = frame_batch(batch, include_usage=include_usage)
+                # Chunks ails made say the name asked for; received ones are as sent.
+                data = frame_batch(batch, include_usage=include_usage, model=model)
                 if data:
                     wrote = True
                     await write(data)

@@ -160,7 +160,7 @@ def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
         return GatewayError(404, f"{where}{message}", code=exc.code or "model_not_found")
     if isinstance(exc, BadRequest):
         status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 400
-        return GatewayError(status, f"{where}{message}", code=exc.code)
+        return GatewayError(status, f"{where}{message}", code=exc.code, param=exc.param)
     if isinstance(exc, Timeout):
         return GatewayError(504, f"{where}{message}", code=exc.code or "timeout")
     if isinstance(exc, ProtocolError):

@@ -1,0 +1,81 @@
+"""One answer of the embedded model, from a checked :class:`~ails.local.params.Plan`.
+
+The common request (one choice, no tools) is one generation, a
+:class:`~ails.local.bridge.LocalStream`, with nothing around it: what ails adds
+per token stays what bridge.py measures. Otherwise each choice is its own
+generation (or two, for ``tool_choice: "auto"`` when the model starts a call),
+put together by :mod:`ails.local.choices` and :mod:`ails.local.tool_stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ails.local.bridge import LocalStream
+from ails.local.choices import FoldUsage, MapChunks, MergedChoices, empty_top_logprobs
+from ails.local.params import Plan
+from ails.local.tool_stream import AutoStream, CallStream
+from ails.local.tools import call_schema, json_schema_format
+from ails.providers.base import ChunkStream, Timeouts
+
+
+async def open_answer(
+    server: Any, plan: Plan, *, model: str, provider: str, timeouts: Timeouts
+) -> ChunkStream:
+    """Start every generation the plan needs; return once each has sent its first
+    chunk, so that a request the runtime refuses fails here, before the answer."""
+
+    async def generation(i: int, *, include_usage: bool = True, **extra: Any) -> LocalStream:
+        stream = LocalStream(
+            server,
+            plan.choice_body(i, **extra),
+            provider=provider,
+            timeouts=timeouts,
+            include_usage=include_usage,
+            model=model,
+        )
+        stream.start()
+        try:
+            await stream.wait_started()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
+
+    async def choice(i: int) -> ChunkStream:
+        tools = plan.tools
+        if tools is None:
+            return await generation(i)
+        if tools.mode == "required" or tools.response_schema is not None:
+            combined = tools.mode == "auto"  # auto with a JSON response_format
+            schema = call_schema(tools, with_response=combined)
+            inner = await generation(i, response_format=json_schema_format(schema))
+            return CallStream(inner, tools, combined=combined)
+
+        async def start_call() -> ChunkStream:
+            schema = json_schema_format(call_schema(tools))
+            return CallStream(await generation(i, response_format=schema), tools)
+
+        return AutoStream(await generation(i), start_call)
+
+    stream: ChunkStream
+    if plan.n == 1 and plan.tools is None:
+        stream = await generation(0, include_usage=plan.include_usage)
+    else:
+        started = await asyncio.gather(*(choice(i) for i in range(plan.n)), return_exceptions=True)
+        streams = [s for s in started if isinstance(s, ChunkStream)]
+        failed = [s for s in started if isinstance(s, BaseException)]
+        if failed:
+            for s in streams:
+                await s.aclose()
+            raise failed[0]
+        stream = streams[0] if plan.n == 1 else MergedChoices(streams)
+        if not plan.include_usage:
+            stream = FoldUsage(stream)
+    if plan.empty_top_logprobs:
+        stream = MapChunks(stream, empty_top_logprobs)
+    return stream
+
+
+__all__ = ["open_answer"]

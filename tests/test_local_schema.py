@@ -1,0 +1,127 @@
+"""The JSON Schema allow-list of the embedded model: what Pydantic and the openai SDK
+emit passes, and every keyword the runtime would skip is a 400 that names it
+(docs/local-model.md, "Structured output", has what each one did unchecked)."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import uuid
+from typing import Annotated, Any, Literal
+
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from ails.errors import BadRequest
+from ails.local.pattern import pattern_problem
+from ails.local.schema import check_schema
+
+
+def refused(schema: Any) -> BadRequest:
+    with pytest.raises(BadRequest) as info:
+        check_schema(schema, param="rf")
+    assert info.value.status == 400
+    return info.value
+
+
+# -- JSON Schema allow-list ----------------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    lives: int = Field(ge=0, le=9)
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    good: bool = True
+
+
+class Address(BaseModel):
+    street: str = Field(description="street and number", max_length=80)
+    zip: str = Field(pattern=r"^[0-9]{5}$")
+
+
+class Everything(BaseModel):
+    """What Pydantic emits for common models."""
+
+    name: str = Field(min_length=1, max_length=20, title="Name")
+    age: int | None = None
+    color: Color = Color.RED
+    mood: Literal["happy", "sad"]
+    tags: list[str] = Field(default_factory=list, max_length=4)
+    scores: dict[str, int] = {}
+    home: Address
+    previous: list[Address] = []
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+    born: datetime.date
+    seen: datetime.datetime
+    id: uuid.UUID
+    ratio: float = 0.5
+
+
+def test_pydantic_schemas_pass_the_allow_list() -> None:
+    check_schema(Everything.model_json_schema(), param="p")
+    # What the SDK's parse() and pydantic_function_tool() send: the strict form.
+    check_schema(openai.pydantic_function_tool(Everything)["function"]["parameters"], param="p")
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems"),
+        ({"type": "number", "minimum": 1.5}, "minimum"),
+        ({"type": "integer", "multipleOf": 3}, "multipleOf"),
+        ({"type": "string", "format": "email"}, "email"),
+        ({"type": "object", "minProperties": 1}, "minProperties"),
+        ({"not": {"type": "string"}}, "not"),
+        ({"type": "object", "required": ["a"]}, "'a'"),
+        ({"minLength": 3}, "minLength"),
+        ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, "oneOf"),
+        ({"allOf": [{"type": "object"}, {"type": "object"}]}, "allOf"),
+        ({"$ref": "https://example.invalid/s.json"}, "$ref"),
+        ({"$ref": "#/$defs/Missing"}, "points at nothing"),
+        ({"type": "array", "prefixItems": [{"type": "string"}]}, "prefixItems"),
+        ({"type": "string", "pattern": "[0-9]+"}, "'^'"),
+        ({"type": "string", "enum": ["a", 1]}, "does not match"),
+        ({"type": "object", "properties": {"a": True}}, "true/false"),
+        ({"type": "strin"}, "strin"),
+    ],
+)
+def test_keywords_the_runtime_does_not_enforce_are_refused(schema: Any, named: str) -> None:
+    err = refused({"type": "object", "properties": {"x": schema}})
+    assert err.code == "unsupported_schema" and err.param == "rf"
+    assert named in err.message and "#/properties/x" in err.message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ok"),
+    [
+        ("^[0-9]{5}$", True),
+        ("^(ab|cd)+x?$", True),
+        ("^(?:a|b)[^a-z ]{2,4}\\.$", True),
+        ("^a.c$", True),
+        ("[0-9]+", False),
+        ("^\\d+$", False),
+        ("^[\\w]+$", False),
+        ("^(?!a)b$", False),
+        ("^(a$", False),
+        ("^a{x}$", False),
+        ("^a^b$", False),
+    ],
+)
+def test_patterns_the_converter_can_express(pattern: str, ok: bool) -> None:
+    assert (pattern_problem(pattern) is None) is ok
+
+
+def test_a_deep_schema_is_refused_not_crashed() -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(5000):
+        schema = {"type": "array", "items": schema}
+    assert "nested too deeply" in refused(schema).message
