@@ -314,8 +314,12 @@ def _validate_embeddings(body: dict[str, Any]) -> tuple[str, bool, bool]:
     model, given = body.get("model"), body.get("input")
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "model: a model name is required", param="model")
-    if not isinstance(given, str | list) or not given:
-        raise GatewayError(400, "input: a string or a list is required", param="input")
+    texts = isinstance(given, list) and all(isinstance(x, str) for x in given)
+    tokens = isinstance(given, list) and all(type(x) is int for x in given)
+    if not given or not (isinstance(given, str) or texts or tokens):
+        raise GatewayError(
+            400, "input: a string, a list of strings or a list of token ids", param="input"
+        )
     return model, False, False
 
 

@@ -163,12 +163,12 @@ def openapi_document(
                                                 {
                                                     "type": "array",
                                                     "minItems": 1,
-                                                    "items": {
-                                                        "anyOf": [
-                                                            {"type": "string"},
-                                                            {"type": "integer"},
-                                                        ]
-                                                    },
+                                                    "items": {"type": "string"},
+                                                },
+                                                {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": "integer"},
                                                 },
                                             ]
                                         },
