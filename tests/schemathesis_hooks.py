@@ -14,10 +14,19 @@ Loaded by the schemathesis command through ``SCHEMATHESIS_HOOKS=schemathesis_hoo
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
+
+# CPython 3.11 before 3.11.9 (gh-106905): once a RecursionError has been caught,
+# a later ast.parse (Hypothesis reads lambdas' source for its reprs) can fail with
+# "SystemError: AST constructor recursion depth mismatch", and schemathesis
+# reports that as a runtime error of the run. Deep schemas (the chat request's
+# nested content parts) recurse far in its strategy code: room enough keeps the
+# first RecursionError from happening at all.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
 
 #: The model the test upstream serves (the fuzz test lists only this one).
 SERVED_MODEL = "test-model"

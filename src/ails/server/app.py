@@ -28,6 +28,7 @@ from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.connections import ConnectionGuard
+from ails.server.dialect_routes import DialectRoutes
 from ails.server.errors import (
     JSON_TYPE,
     GatewayError,
@@ -74,8 +75,11 @@ class Gateway:
         limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
         security: SecurityPolicy | None = None,
+        responses_ttl: float = 3600.0,
     ) -> None:
         self.router = router
+        #: Seconds a /v1/responses answer is kept for previous_response_id (0: none).
+        self.responses_ttl = responses_ttl
         #: Host, Origin and CORS checks (server/security.py); the default
         #: allows loopback names and no CORS.
         self.security = security or SecurityPolicy()
@@ -131,7 +135,7 @@ class Gateway:
         )
         if admitted.stream and limits is not None and limits.counts_tokens:
             ask_for_usage(body)
-        chat_request = self._chat_request(body)
+        chat_request = self.chat_request(body)
         if admitted.stream:
             return await self._stream(
                 request, chat_request, headers, admitted.include_usage, limits, refund
@@ -147,7 +151,7 @@ class Gateway:
         except AilsError as exc:
             if refund is not None:
                 await refund()
-            raise self._failure(exc, headers) from None
+            raise self.failure(exc, headers) from None
         answer = reply.raw
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
@@ -161,7 +165,7 @@ class Gateway:
     def _validate_chat(self, body: dict[str, Any]) -> tuple[str, bool, bool]:
         return validate(body, max_messages=self.max_messages)
 
-    def _chat_request(self, body: dict[str, Any]) -> ChatRequest:
+    def chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
             cap_tokens(body, self.max_tokens_cap)
         known: dict[str, Any] = {}
@@ -173,7 +177,7 @@ class Gateway:
                 extra[key] = value
         return ChatRequest(**known, extra=extra)
 
-    def _failure(self, exc: AilsError, headers: dict[str, str]) -> GatewayError:
+    def failure(self, exc: AilsError, headers: dict[str, str]) -> GatewayError:
         err = from_ails_error(exc, self.redact)
         err.headers = {**headers, **(err.headers or {})}
         log.info(
@@ -200,7 +204,7 @@ class Gateway:
         except AilsError as exc:
             if refund is not None:
                 await refund()
-            raise self._failure(exc, headers) from None
+            raise self.failure(exc, headers) from None
         rid = headers["x-request-id"]
         meter = None
         if admission is not None and admission.counts_tokens:
@@ -275,7 +279,7 @@ class Gateway:
         except AilsError as exc:
             if admitted.refund is not None:
                 await admitted.refund()
-            raise self._failure(exc, admitted.headers) from None
+            raise self.failure(exc, admitted.headers) from None
         return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
 
     # -- the other endpoints -----------------------------------------------------
@@ -361,6 +365,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_post("/v1/embeddings", gateway.embeddings)
+    DialectRoutes(gateway, responses_ttl=gateway.responses_ttl).add_to(app)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
     app.router.add_get("/health", gateway.health)

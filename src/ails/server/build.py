@@ -94,6 +94,7 @@ def create_gateway(
             allowed_hosts=config.allowed_hosts,
             cors_origins=config.cors_origins,
         ),
+        responses_ttl=config.responses_ttl,
     )
     return gateway
 

@@ -260,6 +260,12 @@ class GatewayConfig:
         what='"closed" or "open"',
     )
     cache_ttl: float = option(0.0, "cache temperature-0 answers (0: off)", at_least=0, **SECONDS)
+    responses_ttl: float = option(
+        3600.0,
+        "keep /v1/responses answers for previous_response_id and GET (0: store none)",
+        at_least=0,
+        **SECONDS,
+    )
     rpm: int | None = option(
         None, "requests per minute of every API key (0: no limit)", kind=int, at_least=0
     )

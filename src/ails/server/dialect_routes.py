@@ -1,0 +1,294 @@
+"""The routes of the other dialects: Anthropic's ``POST /v1/messages`` and
+OpenAI's ``POST /v1/responses`` (with ``GET``/``DELETE /v1/responses/{id}``).
+
+Each is the chat path with a translation at each end (server/dialects/): the
+request is admitted by the same pipeline as chat completions (keys, signed
+rules, model, rate limit), translated into one chat request, sent through the
+same router, and the chunks that come back are translated into the dialect's
+events. A failure after the stream began ends it with the dialect's own error
+event, never a silent truncation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+
+from ails.errors import AilsError
+from ails.providers.base import ChunkStream
+from ails.server.auth import Caller, bearer_token
+from ails.server.dialects import (
+    messages_request,
+    messages_stream,
+    responses_request,
+    responses_stream,
+)
+from ails.server.dialects.common import DialectEvent
+from ails.server.errors import JSON_TYPE, GatewayError
+from ails.signing import has_signature_fields
+from ails.wire import named_events
+
+if TYPE_CHECKING:
+    from ails.server.app import Gateway
+
+log = logging.getLogger("ails.server")
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _no_signature(body: dict[str, Any]) -> None:
+    """The signed protocol lives on /v1/chat/completions only."""
+    if has_signature_fields(body):
+        raise GatewayError(
+            400,
+            "signed requests (d, t, s) are accepted on /v1/chat/completions only",
+            code="signature_malformed",
+        )
+
+
+def _with_api_key(request: web.Request) -> web.Request:
+    """Anthropic's clients send ``x-api-key``; Claude Code sends a Bearer
+    header. Either is checked against the same keys; both, and different, is 401."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        return request
+    authorization = request.headers.get("Authorization")
+    if authorization is not None and bearer_token(authorization) != key:
+        raise GatewayError(
+            401, "x-api-key and Authorization carry different keys", code="invalid_api_key"
+        )
+    headers = request.headers.copy()
+    headers["Authorization"] = f"Bearer {key}"
+    return request.clone(headers=headers)
+
+
+def _dropped_header(headers: dict[str, str], dropped: list[str]) -> None:
+    if dropped:
+        headers["x-ails-dropped-tools"] = ",".join(dropped)
+
+
+class DialectRoutes:
+    """The handlers of the dialects, sharing the gateway's admission and router."""
+
+    def __init__(self, gateway: Gateway, *, responses_ttl: float = 3600.0) -> None:
+        self.gateway = gateway
+        self.responses_ttl = responses_ttl
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/responses/{id}", self.get_response)
+        app.router.add_delete("/v1/responses/{id}", self.delete_response)
+
+    # -- shared --------------------------------------------------------------------------------
+
+    async def _open(self, chat: dict[str, Any], headers: dict[str, str]) -> ChunkStream:
+        try:
+            return await self.gateway.router.open_stream(self.gateway.chat_request(chat))
+        except AilsError as exc:
+            raise self.gateway.failure(exc, headers) from None
+
+    async def _pump(
+        self,
+        request: web.Request,
+        stream: ChunkStream,
+        headers: dict[str, str],
+        start: list[DialectEvent],
+        feed: Any,
+        finish: Any,
+        fail: Any,
+    ) -> web.StreamResponse:
+        """Send ``start``, then each batch's events, then ``finish()``; on a
+        failure ``fail(exc)``'s events. The backend is closed whatever happens."""
+        rid = headers["x-request-id"]
+        resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+        try:
+            await resp.prepare(request)
+            await resp.write(named_events(start))
+            try:
+                async for batch in stream:
+                    events = [event for chunk in batch for event in feed(chunk)]
+                    if events:
+                        await resp.write(named_events(events))
+                end = finish()
+            except AilsError as exc:
+                log.warning("request %s: stream failed: %s", rid, self.gateway.redact(str(exc)))
+                end = fail(exc)
+            await resp.write_eof(named_events(end))
+        except ConnectionError:
+            log.info("request %s: the client went away mid-stream", rid)
+        finally:
+            await stream.aclose()
+        return resp
+
+    def _error_text(self, exc: AilsError) -> tuple[int, str, str]:
+        err = self.gateway.failure(exc, {"x-request-id": "-"})
+        return err.status, err.code or err.type, err.message
+
+    # -- Anthropic Messages --------------------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._messages(request)
+        except GatewayError as err:
+            status, body = messages_stream.error_status_and_body(err.status, err.message)
+            headers = {**(err.headers or {}), "x-request-id": request["rid"]}
+            return web.Response(
+                status=status, body=_encode(body), content_type=JSON_TYPE, headers=headers
+            )
+
+    async def _messages(self, original: web.Request) -> web.StreamResponse:
+        request = _with_api_key(original)
+        holder: list[messages_request.MessagesRequest] = []
+
+        def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
+            _no_signature(body)
+            holder.append(messages_request.request_to_chat(body))
+            return holder[0].model, holder[0].stream, False
+
+        admitted = await self.gateway.admission.admit(request, validate)
+        original["caller"] = request.get("caller")
+        translated = holder[0]
+        headers = admitted.headers
+        _dropped_header(headers, translated.dropped_tools)
+        if not translated.stream:
+            try:
+                reply = await self.gateway.router.reply(self.gateway.chat_request(translated.chat))
+            except AilsError as exc:
+                raise self.gateway.failure(exc, headers) from None
+            message = messages_stream.completion_to_message(
+                reply.completion, model=translated.model
+            )
+            return web.Response(body=_encode(message), content_type=JSON_TYPE, headers=headers)
+        stream = await self._open(translated.chat, headers)
+        out = messages_stream.MessageStream(model=translated.model)
+
+        def fail(exc: AilsError) -> list[DialectEvent]:
+            status, _, message = self._error_text(exc)
+            return [messages_stream.error_event(status, message)]
+
+        start = [*out.start(), messages_stream.ping()]
+        return await self._pump(request, stream, headers, start, out.feed, out.finish, fail)
+
+    # -- OpenAI Responses ----------------------------------------------------------------------
+
+    def _key(self, response_id: str) -> str:
+        return f"response:{response_id}"
+
+    async def _load(self, response_id: str, caller: Caller) -> dict[str, Any] | None:
+        """A stored response, if it exists and belongs to ``caller``."""
+        raw = await self.gateway.auth.store.cache_get(self._key(response_id))
+        if not raw:
+            return None
+        stored: dict[str, Any] = _decode(raw)
+        return stored if stored.get("owner") == _owner(caller) else None
+
+    async def _save(
+        self, translated: responses_request.ResponsesRequest, out: responses_stream.ResponseStream,
+        caller: Caller,
+    ) -> None:  # fmt: skip
+        if self.responses_ttl <= 0 or not translated.echo.get("store", True):
+            return
+        record = {
+            "owner": _owner(caller),
+            "messages": [*translated.messages, out.history_message()],
+            "response": out.response(),
+        }
+        await self.gateway.auth.store.cache_set(
+            self._key(out.id), _encode(record), self.responses_ttl
+        )
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        holder: list[dict[str, Any]] = []
+
+        def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
+            _no_signature(body)
+            # Checked here (a 400 before any state is touched); translated below,
+            # once the previous response (which needs the caller) is loaded.
+            responses_request.request_to_chat(body)
+            holder.append(body)
+            return str(body["model"]), bool(body.get("stream")), False
+
+        admitted = await self.gateway.admission.admit(request, validate)
+        body, caller, headers = holder[0], admitted.caller, admitted.headers
+        history = None
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            stored = await self._load(str(previous), caller)
+            if stored is None:
+                raise GatewayError(
+                    404,
+                    f"Previous response with id '{previous}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            history = stored["messages"]
+        translated = responses_request.request_to_chat(body, history)
+        _dropped_header(headers, translated.dropped_tools)
+        if not translated.stream:
+            try:
+                reply = await self.gateway.router.reply(self.gateway.chat_request(translated.chat))
+            except AilsError as exc:
+                raise self.gateway.failure(exc, headers) from None
+            answer, done = responses_stream.completion_to_response(
+                reply.completion, translated, created_at=time.time()
+            )
+            await self._save(translated, done, caller)
+            return web.Response(body=_encode(answer), content_type=JSON_TYPE, headers=headers)
+        stream = await self._open(translated.chat, headers)
+        out = responses_stream.ResponseStream(translated, created_at=time.time())
+        saved: list[bool] = []
+
+        def finish() -> list[DialectEvent]:
+            saved.append(True)
+            return out.finish()
+
+        def fail(exc: AilsError) -> list[DialectEvent]:
+            _, code, message = self._error_text(exc)
+            return out.fail(code, message)
+
+        resp = await self._pump(request, stream, headers, out.start(), out.feed, finish, fail)
+        if saved:
+            await self._save(translated, out, caller)
+        return resp
+
+    async def get_response(self, request: web.Request) -> web.StreamResponse:
+        caller = self.gateway.admission.caller(request)
+        stored = await self._load(request.match_info["id"], caller)
+        if stored is None:
+            raise _not_found(request.match_info["id"])
+        return web.Response(body=_encode(stored["response"]), content_type=JSON_TYPE)
+
+    async def delete_response(self, request: web.Request) -> web.StreamResponse:
+        caller = self.gateway.admission.caller(request)
+        response_id = request.match_info["id"]
+        if await self._load(response_id, caller) is None:
+            raise _not_found(response_id)
+        # The store has no delete: an empty value reads as absent, and expires.
+        await self.gateway.auth.store.cache_set(self._key(response_id), b"", 1.0)
+        body = {"id": response_id, "object": "response.deleted", "deleted": True}
+        return web.Response(body=_encode(body), content_type=JSON_TYPE)
+
+
+def _owner(caller: Caller) -> str:
+    """Whose a stored response is: the key's id, else ``open``/``signed``."""
+    return caller.key_id or caller.label()
+
+
+def _not_found(response_id: str) -> GatewayError:
+    return GatewayError(
+        404, f"Response with id '{response_id}' not found.", code="not_found", param="id"
+    )
+
+
+__all__ = ["DialectRoutes"]

@@ -1,0 +1,205 @@
+"""``ails serve`` speaking Anthropic's Messages API and OpenAI's Responses API
+over the tests' upstream, judged by the official ``anthropic`` and ``openai``
+SDKs: keys, errors in each dialect's shape, streams, mid-stream failures, and
+stored responses continued with ``previous_response_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import requests
+
+from gateway_proc import Gateway
+from upstream import Upstream
+
+KEY = "dialect-test-key-0123"
+OTHER = "another-client-key-4567"
+MODELS = ["test-model", "status:503", "status:400", "midstream_error:2", "chunks:3"]
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[Upstream]:
+    with Upstream(models=MODELS) as u:
+        yield u
+
+
+@pytest.fixture(scope="module")
+def gw(up: Upstream) -> Iterator[Gateway]:
+    args = ["--upstream", up.base_url, "--api-key", KEY, "--api-key", OTHER,
+            "--max-retries", "0"]  # fmt: skip
+    g = Gateway(args).start()
+    try:
+        yield g
+    finally:
+        assert g.stop() == 0, g.log
+
+
+@pytest.fixture
+def claude(gw: Gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
+
+
+@pytest.fixture
+def oai(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=0)
+
+
+def _last_chat(up: Upstream) -> dict[str, Any]:
+    body = up.requests[-1].body
+    assert isinstance(body, dict)
+    return body
+
+
+# -- /v1/messages -------------------------------------------------------------------------------
+
+
+def test_messages_create_and_stream(claude: anthropic.Anthropic, up: Upstream) -> None:
+    hi: Any = [{"role": "user", "content": "hello there friend"}]
+    message = claude.messages.create(
+        model="test-model", max_tokens=20, messages=hi, system="Be brief."
+    )
+    assert message.content[0].text == "hello there friend "  # type: ignore[union-attr]
+    assert message.model == "test-model" and message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == 3
+    sent = _last_chat(up)
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["max_tokens"] == 20
+    with claude.messages.stream(model="test-model", max_tokens=20, messages=hi) as s:
+        pieces = list(s.text_stream)
+        final = s.get_final_message()
+    assert "".join(pieces) == "hello there friend " and len(pieces) == 3
+    assert final.usage.output_tokens == 3 and final.usage.input_tokens > 0
+
+
+def test_messages_keys_as_claude_code_and_the_sdk_send_them(gw: Gateway) -> None:
+    body = {"model": "test-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    url = f"{gw.url}/v1/messages?beta=true"
+    base = {"anthropic-version": "2023-06-01"}
+    for headers, status in [
+        ({"x-api-key": KEY}, 200),
+        ({"Authorization": f"Bearer {KEY}"}, 200),
+        ({"x-api-key": KEY, "Authorization": f"Bearer {KEY}"}, 200),
+        ({"x-api-key": KEY, "Authorization": f"Bearer {OTHER}"}, 401),
+        ({"x-api-key": "wrong-key-wrong-key"}, 401),
+        ({}, 401),
+    ]:
+        r = requests.post(url, json=body, headers={**base, **headers}, timeout=10)
+        assert r.status_code == status, (headers, r.text)
+        if status == 401:
+            assert r.json()["type"] == "error"
+            assert r.json()["error"]["type"] == "authentication_error"
+
+
+def test_messages_errors_are_the_sdks_classes(gw: Gateway) -> None:
+    hi: Any = [{"role": "user", "content": "x"}]
+    bad = anthropic.Anthropic(base_url=gw.url, api_key="not-the-key-at-all", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(model="test-model", max_tokens=5, messages=hi)
+    good = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError):
+        good.messages.create(model="no-such-model", max_tokens=5, messages=hi)
+    with pytest.raises(anthropic.BadRequestError) as info:
+        good.messages.create(model="test-model", max_tokens=0, messages=hi)
+    assert info.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    with pytest.raises(anthropic.InternalServerError) as down:
+        good.messages.create(model="status:503", max_tokens=5, messages=hi)
+    assert down.value.status_code == 529
+    assert down.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+
+
+def test_messages_mid_stream_failure_is_an_error_event(claude: anthropic.Anthropic) -> None:
+    hi: Any = [{"role": "user", "content": "x"}]
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with claude.messages.stream(model="midstream_error:2", max_tokens=20, messages=hi) as s:
+            for _ in s:
+                pass
+    assert "upstream exploded" in str(info.value)
+
+
+def test_signed_fields_are_refused_off_the_chat_route(gw: Gateway) -> None:
+    body = {"model": "test-model", "max_tokens": 5, "d": "x", "t": 1, "s": "y",
+            "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+    r = requests.post(f"{gw.url}/v1/messages", json=body, headers={"x-api-key": KEY}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = requests.post(f"{gw.url}/v1/responses", json={**body, "input": "x"},
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=10)  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["code"] == "signature_malformed"
+
+
+# -- /v1/responses ------------------------------------------------------------------------------
+
+
+def test_responses_create_stream_and_hosted_tools(oai: openai.OpenAI, up: Upstream) -> None:
+    response = oai.responses.create(model="test-model", input="one two three", instructions="Hi.")
+    assert response.output_text == "one two three " and response.status == "completed"
+    assert _last_chat(up)["messages"][0] == {"role": "system", "content": "Hi."}
+    with oai.responses.stream(model="test-model", input="four five") as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert deltas == ["four ", "five "] and final.output_text == "four five "
+    raw = oai.responses.with_raw_response.create(
+        model="test-model", input="six", tools=[{"type": "web_search"}]
+    )
+    assert raw.headers["x-ails-dropped-tools"] == "web_search"
+    assert "tools" not in _last_chat(up)
+
+
+def test_previous_response_id_continues_for_its_owner_only(
+    oai: openai.OpenAI, gw: Gateway, up: Upstream
+) -> None:
+    first = oai.responses.create(model="test-model", input="remember seven")
+    second = oai.responses.create(
+        model="test-model", input="and eight", previous_response_id=first.id
+    )
+    assert second.output_text == "and eight "
+    assert _last_chat(up)["messages"] == [
+        {"role": "user", "content": "remember seven"},
+        {"role": "assistant", "content": "remember seven "},
+        {"role": "user", "content": "and eight"},
+    ]
+    assert oai.responses.retrieve(second.id).output_text == "and eight "
+    other = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=OTHER, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as info:
+        other.responses.create(model="test-model", input="x", previous_response_id=first.id)
+    assert info.value.code == "previous_response_not_found"
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(first.id)
+    oai.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(first.id)
+    # A streamed answer is stored too; store=false keeps nothing.
+    with oai.responses.stream(model="test-model", input="nine") as s:
+        streamed = s.get_final_response()
+    assert oai.responses.retrieve(streamed.id).output_text == "nine "
+    unstored = oai.responses.create(model="test-model", input="ten", store=False)
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(unstored.id)
+
+
+def test_responses_errors(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.responses.create(model="test-model", input="x", max_output_tokens=0)
+    assert info.value.param == "max_output_tokens"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(
+            base_url=oai.base_url, api_key="not-the-key-at-all", max_retries=0
+        ).responses.create(model="test-model", input="x")
+
+
+def test_responses_mid_stream_failure_is_response_failed(oai: openai.OpenAI) -> None:
+    with oai.responses.stream(model="midstream_error:2", input="x") as s:
+        events = list(s)
+    last = events[-1]
+    assert last.type == "response.failed" and last.response.status == "failed"
+    assert last.response.error is not None
+    assert "upstream exploded" in last.response.error.message
+    texts = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(texts) == 2
