@@ -113,10 +113,10 @@ def test_messages_errors_are_the_sdks_classes(gw: Gateway) -> None:
 
 def test_messages_mid_stream_failure_is_an_error_event(claude: anthropic.Anthropic) -> None:
     hi: Any = [{"role": "user", "content": "x"}]
-    with pytest.raises(anthropic.APIStatusError) as info:
-        with claude.messages.stream(model="midstream_error:2", max_tokens=20, messages=hi) as s:
-            for _ in s:
-                pass
+    stream = claude.messages.stream(model="midstream_error:2", max_tokens=20, messages=hi)
+    with pytest.raises(anthropic.APIStatusError) as info, stream as s:
+        for _ in s:
+            pass
     assert "upstream exploded" in str(info.value)
 
 

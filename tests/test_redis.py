@@ -419,3 +419,23 @@ async def test_redis_down_follows_the_policy_and_recovers_when_back(
     assert a.wait_for_log("is reachable again")
     async with aiohttp.ClientSession() as session, session.get(f"{a.url}/health") as resp:
         assert await resp.json() == {"status": "ok", "redis": "up"}
+
+
+def test_a_stored_response_continues_on_the_other_replica(
+    replicas: tuple[Gateway, Gateway], up: Upstream
+) -> None:
+    a, b = replicas
+    on_a = openai.OpenAI(base_url=f"{a.url}/v1", api_key=UNLIMITED, max_retries=0)
+    on_b = openai.OpenAI(base_url=f"{b.url}/v1", api_key=UNLIMITED, max_retries=0)
+    first = on_a.responses.create(model="test-model", input="alpha beta")
+    second = on_b.responses.create(model="test-model", input="gamma", previous_response_id=first.id)
+    assert second.output_text == "gamma "
+    assert up.requests[-1].body["messages"] == [
+        {"role": "user", "content": "alpha beta"},
+        {"role": "assistant", "content": "alpha beta "},
+        {"role": "user", "content": "gamma"},
+    ]
+    assert on_b.responses.retrieve(first.id).output_text == "alpha beta "
+    on_b.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        on_a.responses.retrieve(first.id)
