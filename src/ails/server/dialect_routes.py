@@ -30,6 +30,7 @@ from ails.server.dialects import (
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.signing import has_signature_fields
+from ails.types import Completion
 from ails.wire import named_events
 
 if TYPE_CHECKING:
@@ -98,6 +99,13 @@ class DialectRoutes:
         except AilsError as exc:
             raise self.gateway.failure(exc, headers) from None
 
+    async def _complete(self, chat: dict[str, Any], headers: dict[str, str]) -> Completion:
+        try:
+            reply = await self.gateway.router.reply(self.gateway.chat_request(chat))
+        except AilsError as exc:
+            raise self.gateway.failure(exc, headers) from None
+        return reply.completion
+
     async def _pump(
         self,
         request: web.Request,
@@ -162,13 +170,8 @@ class DialectRoutes:
         headers = admitted.headers
         _dropped_header(headers, translated.dropped_tools)
         if not translated.stream:
-            try:
-                reply = await self.gateway.router.reply(self.gateway.chat_request(translated.chat))
-            except AilsError as exc:
-                raise self.gateway.failure(exc, headers) from None
-            message = messages_stream.completion_to_message(
-                reply.completion, model=translated.model
-            )
+            completion = await self._complete(translated.chat, headers)
+            message = messages_stream.completion_to_message(completion, model=translated.model)
             return web.Response(body=_encode(message), content_type=JSON_TYPE, headers=headers)
         stream = await self._open(translated.chat, headers)
         out = messages_stream.MessageStream(model=translated.model)
@@ -236,12 +239,9 @@ class DialectRoutes:
         translated = responses_request.request_to_chat(body, history)
         _dropped_header(headers, translated.dropped_tools)
         if not translated.stream:
-            try:
-                reply = await self.gateway.router.reply(self.gateway.chat_request(translated.chat))
-            except AilsError as exc:
-                raise self.gateway.failure(exc, headers) from None
+            completion = await self._complete(translated.chat, headers)
             answer, done = responses_stream.completion_to_response(
-                reply.completion, translated, created_at=time.time()
+                completion, translated, created_at=time.time()
             )
             await self._save(translated, done, caller)
             return web.Response(body=_encode(answer), content_type=JSON_TYPE, headers=headers)
