@@ -293,6 +293,38 @@ def test_the_anonymous_quota_is_charged_only_for_served_requests(up: Upstream) -
         broken.stop()
 
 
+def test_a_keys_rpm_unit_comes_back_when_the_backend_fails(up: Upstream) -> None:
+    """A key's requests per minute count work that was served: a backend that
+    fails before any output gives the unit back (a 404 never took one)."""
+    broken = StatusUpstream(["broken"], 503).start()
+    key = "rpm-refund-key-0123456"
+    try:
+        args = ["--upstream", up.base_url, "--upstream", broken.base_url, "--api-key", key,
+                "--rpm", "2", "--max-retries", "0"]  # fmt: skip
+        with Gateway(args) as g:
+
+            def call(model: str, *, stream: bool = False) -> int:
+                body = {"model": model, "stream": stream,
+                        "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+                conn = http.client.HTTPConnection("127.0.0.1", port_of(g), timeout=10)
+                try:
+                    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+                    conn.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    return resp.status
+                finally:
+                    conn.close()
+
+            for _ in range(3):
+                assert call("broken") == 502
+                assert call("broken", stream=True) == 502
+                assert call("no-such-model") == 404
+            assert [call("test-model") for _ in range(3)] == [200, 200, 429]
+    finally:
+        broken.stop()
+
+
 def test_a_request_refused_by_the_quota_leaves_no_replay_entry(up: Upstream) -> None:
     with Gateway(["--upstream", up.base_url, "--allow-signed", "--signed-quota", "1/3s"]) as g:
         # The first request of a fresh window spends it; the next one is refused.

@@ -99,6 +99,10 @@ class AdmissionPipeline:
         # caller's quota), and given back if the backend fails before any output.
         refund = await self.auth.admit_signed(signed_caller) if signed_caller else None
         limits = await self.limiter.admit(caller) if self.limiter is not None else None
+        if limits is not None and limits.requests is not None:
+            # A request the backend fails before any output costs no rpm unit either.
+            key, window = limits.request_counter()
+            refund = refund.also(key, window) if refund else Refund(self.auth.store, key, window)
         headers = {
             "x-request-id": request["rid"],
             "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",

@@ -252,13 +252,18 @@ class SignedCaller:
 
 
 class Refund:
-    """Gives one unit of a quota back, once: the backend failed before any output."""
+    """Gives the units a request was charged back, once: the backend failed
+    before any output (an anonymous signed quota's unit, a key's request-per-
+    minute unit)."""
 
     def __init__(self, store: StateStore, key: str, window: float) -> None:
         self.store = store
-        self.key = key
-        self.window = window
+        self.units = [(key, window)]
         self.done = False
+
+    def also(self, key: str, window: float) -> Refund:
+        self.units.append((key, window))
+        return self
 
     async def __call__(self) -> None:
         if self.done:
@@ -266,7 +271,8 @@ class Refund:
         self.done = True
         # Into the current window: at a window's edge that is one unit more for
         # the new window, never a lost one. (A store that is down keeps the unit.)
-        await self.store.add({self.key: -1}, self.window)
+        for key, window in self.units:
+            await self.store.add({key: -1}, window)
 
 
 __all__ = [

@@ -166,6 +166,10 @@ class Admission:
         self.requests = requests
         self.tokens = tokens
 
+    def request_counter(self) -> tuple[str, float]:
+        """The store key and window of this key's requests-per-minute count."""
+        return f"rpm:{self.key_id}", WINDOW
+
     @property
     def counts_tokens(self) -> bool:
         return self.tokens is not None
