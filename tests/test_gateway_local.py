@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anthropic
 import openai
 import pytest
 import requests  # noqa: F401 - the seed client (a subprocess) needs it
@@ -98,3 +100,21 @@ def test_non_stream_from_the_embedded_model(gw: Gateway) -> None:
     reply = raw.parse()
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens <= 4
+
+
+def test_the_other_dialects_are_served_by_the_embedded_model(gw: Gateway) -> None:
+    """Anthropic's SDK and OpenAI's Responses API, streamed, on the embedded model."""
+    claude = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    hi: Any = [{"role": "user", "content": "Say hello."}]
+    with claude.messages.stream(model="local/default", max_tokens=8, messages=hi) as s:
+        text = "".join(s.text_stream)
+        message = s.get_final_message()
+    assert text and message.content[0].text == text  # type: ignore[union-attr]
+    assert message.model == "local/default" and 0 < message.usage.output_tokens <= 8
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    oai = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0)
+    with oai.responses.stream(model="local/default", input="Say hi.", max_output_tokens=8) as r:
+        events = list(r)
+    last = events[-1].response  # type: ignore[union-attr]
+    assert last.status in ("completed", "incomplete") and last.output_text
+    assert last.usage is not None and 0 < last.usage.output_tokens <= 8
