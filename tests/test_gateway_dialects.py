@@ -30,7 +30,8 @@ def up() -> Iterator[Upstream]:
 @pytest.fixture(scope="module")
 def gw(up: Upstream) -> Iterator[Gateway]:
     args = ["--upstream", up.base_url, "--api-key", KEY, "--api-key", OTHER,
-            "--max-retries", "0"]  # fmt: skip
+            "--max-retries", "0", "--alias", "claude-*=test-model",
+            "--alias", "claude-opus-*=chunks:3"]  # fmt: skip
     g = Gateway(args).start()
     try:
         yield g
@@ -203,3 +204,31 @@ def test_responses_mid_stream_failure_is_response_failed(oai: openai.OpenAI) -> 
     assert "upstream exploded" in last.response.error.message
     texts = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert len(texts) == 2
+
+
+def test_agents_own_model_names_reach_a_backend_through_a_wildcard_alias(
+    claude: anthropic.Anthropic, gw: Gateway, up: Upstream
+) -> None:
+    hi: Any = [{"role": "user", "content": "wild card"}]
+    message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=hi)
+    assert message.model == "claude-sonnet-4-5"  # the name asked for
+    assert message.content[0].text == "wild card "  # type: ignore[union-attr]
+    assert _last_chat(up)["model"] == "test-model"
+    # The longest pattern wins; an exact name is never a pattern's.
+    claude.messages.create(model="claude-opus-4-1", max_tokens=9, messages=hi)
+    assert _last_chat(up)["model"] == "chunks:3"
+    listed = requests.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"},
+                          timeout=10).json()  # fmt: skip
+    names = {m["id"] for m in listed["data"]}
+    assert "test-model" in names and not any("*" in n for n in names)
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.create(model="gpt-5-codex", max_tokens=9, messages=hi)
+
+
+def test_an_unknown_path_lists_the_endpoints(gw: Gateway) -> None:
+    r = requests.post(f"{gw.url}/v1/nothing", json={}, timeout=10)
+    error = r.json()["error"]
+    assert r.status_code == 404 and error["code"] == "unknown_url"
+    for endpoint in ("POST /v1/chat/completions", "POST /v1/messages", "POST /v1/responses",
+                     "GET /v1/models", "POST /v1/embeddings"):  # fmt: skip
+        assert endpoint in error["message"]

@@ -91,12 +91,30 @@ def default_model() -> str:
 
 
 def resolve_alias(name: str, aliases: Mapping[str, str]) -> str:
-    """Follow aliases to the name they stand for (a cycle stops where it closes)."""
+    """Follow aliases to the name they stand for (a cycle stops where it closes).
+
+    An alias whose name ends in ``*`` stands for every name with that prefix
+    (``claude-*``: agents ask for their own model names); an exact alias wins,
+    then the longest prefix.
+    """
     seen = set()
-    while name in aliases and name not in seen:
+    while name not in seen:
+        target = aliases.get(name)
+        if target is None:
+            target = _wildcard(name, aliases)
+        if target is None:
+            break
         seen.add(name)
-        name = aliases[name]
+        name = target
     return name
+
+
+def _wildcard(name: str, aliases: Mapping[str, str]) -> str | None:
+    best = ""
+    for pattern in aliases:
+        if pattern.endswith("*") and name.startswith(pattern[:-1]) and len(pattern) > len(best):
+            best = pattern
+    return aliases[best] if best else None
 
 
 def resolve_model(

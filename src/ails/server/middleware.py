@@ -28,7 +28,10 @@ def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
     """aiohttp's own refusals (no route, wrong method, too large) as OpenAI errors."""
     if exc.status == 404:
         return GatewayError(
-            404, f"Unknown path: {request.method} {request.path}", code="unknown_url"
+            404,
+            f"Unknown path: {request.method} {request.path}. "
+            f"This gateway serves: {', '.join(_endpoints(request.app))}",
+            code="unknown_url",
         )
     if exc.status == 405:
         allow = exc.headers.get("Allow", "")
@@ -41,6 +44,18 @@ def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
     if exc.status == 413:
         return GatewayError(413, "the request body is too large", code="body_too_large")
     return GatewayError(exc.status, exc.reason or "request refused")
+
+
+def _endpoints(app: web.Application) -> list[str]:
+    """``METHOD /path`` of every route, for the 404 of a path nobody serves."""
+    seen: dict[str, None] = {}
+    for route in app.router.routes():
+        if route.method in ("HEAD", "OPTIONS", "*"):
+            continue
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith("/v1/") or path in ("/health", "/openapi.json", "/"):
+            seen[f"{route.method} {path}"] = None
+    return list(seen)
 
 
 @web.middleware

@@ -79,6 +79,7 @@ class GatewayRouter(Router):
         super().__init__(ProviderPool(timeouts=Timeouts()), max_retries=max_retries)
         self.backends = list(backends)
         self.gateway_aliases = dict(aliases or {})
+        self._wildcards = any(name.endswith("*") for name in self.gateway_aliases)
         self.refresh_interval = refresh_interval
         self.list_timeout = list_timeout
         self.redact = redact or Redactor()
@@ -118,7 +119,7 @@ class GatewayRouter(Router):
             self._started[i] = int(time.time())
         await self.refresh(force=True)
         for alias, target in self.gateway_aliases.items():
-            if alias not in self._table:
+            if not alias.endswith("*") and alias not in self._table:
                 log.warning("alias %s=%s: no backend serves %s yet", alias, target, target)
 
     async def refresh(self, *, force: bool = False) -> None:
@@ -210,6 +211,8 @@ class GatewayRouter(Router):
             for model, when in models:
                 add(f"{backend.name}/{model}", backend.provider, model, when)
         for alias in self.gateway_aliases:
+            if alias.endswith("*"):
+                continue  # a pattern, not a name: matched on lookup (_named)
             target = registry.resolve_alias(alias, self.gateway_aliases)
             if target in table:
                 table[alias] = table[target]
@@ -231,28 +234,35 @@ class GatewayRouter(Router):
     def model_names(self) -> list[str]:
         return list(self._owners)
 
+    def _named(self, model: str) -> str:
+        """``model``, or the name a wildcard alias (``claude-*``) makes of it;
+        looked up only when the name itself is not in the table."""
+        if model in self._table or not self._wildcards:
+            return model
+        return registry.resolve_alias(model, self.gateway_aliases)
+
     def owner(self, model: str) -> str | None:
-        return self._owners.get(model)
+        return self._owners.get(self._named(model))
 
     def created(self, model: str) -> int:
         """``created`` of a served model: the backend's own, or (a backend that
         is not an HTTP endpoint) when it was started."""
-        return self._created.get(model, 0)
+        return self._created.get(self._named(model), 0)
 
     def serves(self, model: str) -> bool:
         """Whether ``model`` is in the table now (no refresh: the hot path)."""
-        return model in self._table
+        return self._named(model) in self._table
 
     async def knows(self, model: str) -> bool:
         """Whether some backend serves ``model``, refreshing the lists if not (rate-limited)."""
-        if model in self._table:
+        if self.serves(model):
             return True
         if self.backends:
             await self.refresh()
-        return model in self._table
+        return self.serves(model)
 
     def targets(self, model: str | None) -> list[_Target]:
-        return self._table.get(model or "", [])
+        return self._table.get(self._named(model or ""), [])
 
     def retries_for(self, provider: Provider) -> int:
         return self._retries.get(id(provider), self.max_retries)
