@@ -232,3 +232,18 @@ def test_an_unknown_path_lists_the_endpoints(gw: Gateway) -> None:
     for endpoint in ("POST /v1/chat/completions", "POST /v1/messages", "POST /v1/responses",
                      "GET /v1/models", "POST /v1/embeddings"):  # fmt: skip
         assert endpoint in error["message"]
+
+
+def test_count_tokens_is_an_estimate_that_grows_with_the_prompt(
+    claude: anthropic.Anthropic,
+) -> None:
+    short: Any = [{"role": "user", "content": "hi"}]
+    long: Any = [{"role": "user", "content": "hello there, " * 200}]
+    raw = claude.messages.with_raw_response.count_tokens(model="test-model", messages=short)
+    assert raw.headers["x-ails-token-count"] == "estimate"
+    small = raw.parse().input_tokens
+    tools: Any = [{"name": "f", "input_schema": {"type": "object"}}]
+    big = claude.messages.count_tokens(model="test-model", messages=long, tools=tools)
+    assert 0 < small < 20 and 500 < big.input_tokens < 1000
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="no-such-model", messages=short)

@@ -12,7 +12,9 @@ event, never a silent truncation.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -45,6 +47,13 @@ _SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+#: Bytes of prompt JSON per token in a count_tokens estimate (English text
+#: runs about four characters a token; the JSON around it makes this err high).
+BYTES_PER_TOKEN = 4
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _no_signature(body: dict[str, Any]) -> None:
@@ -87,6 +96,7 @@ class DialectRoutes:
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_post("/v1/responses", self.responses)
         app.router.add_get("/v1/responses/{id}", self.get_response)
         app.router.add_delete("/v1/responses/{id}", self.delete_response)
@@ -146,8 +156,17 @@ class DialectRoutes:
     # -- Anthropic Messages --------------------------------------------------------------------
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._anthropic_shaped(self._messages, request)
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self._anthropic_shaped(self._count_tokens, request)
+
+    async def _anthropic_shaped(
+        self, handler: _Handler, request: web.Request
+    ) -> web.StreamResponse:
+        """Refusals in Anthropic's error shape and statuses."""
         try:
-            return await self._messages(request)
+            return await handler(request)
         except GatewayError as err:
             status, body = messages_stream.error_status_and_body(err.status, err.message)
             headers = {**(err.headers or {}), "x-request-id": request["rid"]}
@@ -182,6 +201,27 @@ class DialectRoutes:
 
         start = [*out.start(), messages_stream.ping()]
         return await self._pump(request, stream, headers, start, out.feed, out.finish, fail)
+
+    async def _count_tokens(self, original: web.Request) -> web.StreamResponse:
+        """An estimate (no backend here exposes its tokenizer yet), said so in
+        ``x-ails-token-count``: the translated prompt's JSON bytes over
+        :data:`BYTES_PER_TOKEN`, which errs high for English prose."""
+        request = _with_api_key(original)
+        holder: list[messages_request.MessagesRequest] = []
+
+        def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
+            _no_signature(body)
+            # count_tokens takes no max_tokens; the translation wants one.
+            holder.append(messages_request.request_to_chat({"max_tokens": 1, **body}))
+            return holder[0].model, False, False
+
+        admitted = await self.gateway.admission.admit(request, validate)
+        original["caller"] = request.get("caller")
+        chat = holder[0].chat
+        size = len(_encode([chat["messages"], chat.get("tools", [])]))
+        body = {"input_tokens": max(1, math.ceil(size / BYTES_PER_TOKEN))}
+        headers = {**admitted.headers, "x-ails-token-count": "estimate"}
+        return web.Response(body=_encode(body), content_type=JSON_TYPE, headers=headers)
 
     # -- OpenAI Responses ----------------------------------------------------------------------
 
