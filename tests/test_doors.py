@@ -380,6 +380,11 @@ def test_an_upstream_down_at_start_is_503_until_its_list_is_known() -> None:
         assert (resp.status, err["code"]) == expected("list-missing")
         assert 1 <= int(resp.headers["retry-after"]) <= 30
         assert "upstream1" in err["message"]
+        ready = http.client.HTTPConnection("127.0.0.1", port_of(g), timeout=10)
+        ready.request("GET", "/ready")
+        answer = ready.getresponse()
+        assert answer.status == 503 and answer.headers["retry-after"] == "1"
+        assert json.loads(answer.read()) == {"status": "not_ready", "waiting_for": ["upstream1"]}
         with Upstream(models=["test-model"], port=port):
             deadline = time.monotonic() + 10
             while (status := post(g, {"model": "test-model", "messages": HELLO})[0]) == 503:
@@ -388,6 +393,11 @@ def test_an_upstream_down_at_start_is_503_until_its_list_is_known() -> None:
             assert status == 200
             status, text = post(g, {"model": "no-such-model", "messages": HELLO})
             assert (status, json.loads(text)["error"]["code"]) == (404, "model_not_found")
+            ready.request("GET", "/ready")
+            answer = ready.getresponse()
+            assert answer.status == 200
+            assert json.loads(answer.read()) == {"status": "ready", "waiting_for": []}
+        ready.close()
 
 
 def test_redis_without_its_package_says_what_to_install(tmp_path: Path) -> None:

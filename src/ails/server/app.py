@@ -310,6 +310,20 @@ class Gateway:
             return web.Response(body=_HEALTH, content_type=JSON_TYPE)
         return web.json_response({"status": "ok", "redis": redis})
 
+    async def ready(self, request: web.Request) -> web.StreamResponse:
+        """Readiness, for load balancers: the backends are open (the embedded
+        model loads before the gateway listens) and at least one model list is
+        known; 503 with retry-after until then (``/health`` is liveness)."""
+        missing = self.router.unlisted()
+        if len(missing) == len(self.router.backends):
+            await self.router.refresh()  # rate-limited: a probe cannot flood a backend
+            missing = self.router.unlisted()
+        body = {"status": "ready", "waiting_for": missing}
+        if len(missing) < len(self.router.backends):
+            return web.json_response(body)
+        body["status"] = "not_ready"
+        return web.json_response(body, status=503, headers={"retry-after": "1"})
+
     async def openapi(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.openapi_body, content_type=JSON_TYPE)
 
@@ -369,6 +383,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
     app.router.add_get("/health", gateway.health)
+    app.router.add_get("/ready", gateway.ready)
     app.router.add_get("/openapi.json", gateway.openapi)
     if ui:
         from ails.server.ui import add_ui_routes

@@ -53,7 +53,7 @@ def _endpoints(app: web.Application) -> list[str]:
         if route.method in ("HEAD", "OPTIONS", "*"):
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith("/v1/") or path in ("/health", "/openapi.json", "/"):
+        if path.startswith("/v1/") or path in ("/health", "/ready", "/openapi.json", "/"):
             seen[f"{route.method} {path}"] = None
     return list(seen)
 

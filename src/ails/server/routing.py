@@ -168,6 +168,10 @@ class GatewayRouter(Router):
             return self.refresh_interval
         return min(self.refresh_interval, UNFETCHED_RETRY_S)
 
+    def unlisted(self) -> list[str]:
+        """The backends whose model list was never fetched."""
+        return [b.name for b, ok in zip(self.backends, self._fetched, strict=True) if not ok]
+
     def not_served(self, model: str) -> GatewayError:
         """The refusal of a name no backend lists: 404, or 503 while some
         backend's list was never fetched (the name may be that backend's)."""
