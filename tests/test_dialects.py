@@ -25,13 +25,13 @@ from aiohttp import web
 from ails.errors import ProtocolError as AilsProtocolError
 from ails.errors import RateLimited, UpstreamUnavailable
 from ails.providers import anthropic_wire as wire
-from ails.server.dialects import encode_events
 from ails.server.dialects import messages_request as mreq
 from ails.server.dialects import messages_stream as mout
 from ails.server.dialects import responses_request as rreq
 from ails.server.dialects import responses_stream as rout
 from ails.server.errors import GatewayError
 from ails.types import Chunk, ChunkChoice, Delta, Usage, completion_from_chunks
+from ails.wire import named_events
 
 # -- recorded chunk sequences, as a backend streams them ----------------------------------------
 
@@ -154,7 +154,7 @@ class DialectEdge:
         events = [*stream.start(), mout.ping()]
         for chunk in script:
             events += stream.feed(chunk)
-        return await self._sse(request, encode_events(events + stream.finish()))
+        return await self._sse(request, named_events(events + stream.finish()))
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -171,7 +171,7 @@ class DialectEdge:
         events = stream.start()
         for chunk in script:
             events += stream.feed(chunk)
-        return await self._sse(request, encode_events(events + stream.finish()))
+        return await self._sse(request, named_events(events + stream.finish()))
 
 
 @pytest.fixture(scope="module")

@@ -252,19 +252,17 @@ class DialectRoutes:
         )
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        holder: list[dict[str, Any]] = []
+        holder: list[tuple[dict[str, Any], responses_request.ResponsesRequest]] = []
 
         def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
             _no_signature(body)
-            # Checked here (a 400 before any state is touched); translated below,
-            # once the previous response (which needs the caller) is loaded.
-            responses_request.request_to_chat(body)
-            holder.append(body)
-            return str(body["model"]), bool(body.get("stream")), False
+            # Translated here, so a bad body is a 400 before any state is touched.
+            translated = responses_request.request_to_chat(body)
+            holder.append((body, translated))
+            return translated.model, translated.stream, False
 
         admitted = await self.gateway.admission.admit(request, validate)
-        body, caller, headers = holder[0], admitted.caller, admitted.headers
-        history = None
+        (body, translated), caller, headers = holder[0], admitted.caller, admitted.headers
         previous = body.get("previous_response_id")
         if previous is not None:
             stored = await self._load(str(previous), caller)
@@ -275,8 +273,8 @@ class DialectRoutes:
                     code="previous_response_not_found",
                     param="previous_response_id",
                 )
-            history = stored["messages"]
-        translated = responses_request.request_to_chat(body, history)
+            # Once more, after the turns it continues (which needed the caller).
+            translated = responses_request.request_to_chat(body, stored["messages"])
         _dropped_header(headers, translated.dropped_tools)
         if not translated.stream:
             completion = await self._complete(translated.chat, headers)

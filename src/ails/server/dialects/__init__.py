@@ -7,6 +7,6 @@ or answer. No I/O here; the routes that use them live with the gateway.
 * :mod:`.responses`: OpenAI's Responses API (``POST /v1/responses``).
 """
 
-from ails.server.dialects.common import DialectEvent, encode_events
+from ails.server.dialects.common import DialectEvent
 
-__all__ = ["DialectEvent", "encode_events"]
+__all__ = ["DialectEvent"]

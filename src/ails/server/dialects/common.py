@@ -1,27 +1,21 @@
-"""What the dialects share: their event type, its SSE framing, ids, and the
-reading of tool-call arguments."""
+"""What the dialects share: their event type, ids, the reading of tool-call
+arguments and of request fields. Their SSE frames are written by
+:func:`ails.wire.named_events`, like every other frame."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from ails.server.errors import GatewayError
-from ails.wire import named_events
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 #: One event of a dialect's stream: its SSE event name and its JSON payload.
 DialectEvent = tuple[str, dict[str, Any]]
-
-
-def encode_events(events: Iterable[DialectEvent]) -> bytes:
-    """SSE frames with an ``event:`` line each (:func:`ails.wire.named_events`)."""
-    return named_events(events)
 
 
 def new_id(prefix: str) -> str:
