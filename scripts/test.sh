@@ -7,7 +7,8 @@ if [ "${1-}" = "-h" ] || [ "${1-}" = "--help" ]; then
 Usage: bash scripts/test.sh
 
 Creates or updates .venv (pip install -e '.[local,test]'), installs chromium and
-redis-server when missing (root or sudo), then runs ruff, ruff format --check,
+redis-server when missing (root or sudo), the agent clients into .agents/
+(npm, exact pins), then runs ruff, ruff format --check,
 mypy, the slow target (pytest -m slow: load, soak, the README run as printed)
 and the default suite. Exactly what CI runs (.ci/run). Takes no options.
 EOF
@@ -20,6 +21,7 @@ python3 -m venv .venv
 bash scripts/install-browser.sh
 bash scripts/install-redis.sh
 bash scripts/install-client-venvs.sh
+bash scripts/install-agents.sh
 
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
