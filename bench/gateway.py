@@ -32,6 +32,12 @@ measurement) measures per target:
    here and shows in "added p50" and in "first chunk +ms" (time to the first
    event, minus direct's) instead.
 
+Tests 1-3 also run through ails serve's other dialects (``ails /v1/messages``,
+``ails /v1/responses``: the same process, the same request translated), and a
+second table compares them with its chat path: added p50, and server CPU per
+request (the issue's targets: +0.3 ms, 1.15× at 64 clients). On a busy machine
+bench/dialect_instructions.py counts instructions instead.
+
 ``--rounds`` rounds; in each, every test runs on every target back to back in
 rotating order, so that on a busy machine a ratio compares figures taken
 moments apart. Throughput is the median over rounds; a ratio is the median
@@ -85,6 +91,12 @@ GOAL_RATE = 0.85  # × pass-through, non-stream at 64 clients (issue 11)
 GOAL_STREAM = 0.85  # × pass-through, 10-chunk streams at 64 clients (issue 11)
 GOAL_ADDED_P50_MS = 0.3  # over pass-through's added p50
 GOAL_LAG_MS = 1.5
+# The dialects over the chat path of the same gateway (issue 13).
+GOAL_DIALECT_ADDED_P50_MS = 0.3  # sequential p50, over ails serve's chat p50
+GOAL_DIALECT_CPU = 1.15  # server CPU per request at 64 clients, × the chat path's
+#: The dialects measured through ails serve beside its chat path: target name -> dialect.
+DIALECT_TARGETS = {"ails /v1/messages": "messages", "ails /v1/responses": "responses"}
+DIALECT_TESTS = ("seq", "rate", "stream")
 
 
 TESTS = ("seq", "rate", "stream", "paced")
@@ -97,6 +109,7 @@ class Target:
     key: str | None = None
     pid: int | None = None  # the server whose CPU time is counted (direct: the mock)
     note: str = ""  # why it was not measured
+    dialect: str = "chat"  # the API the load speaks (bench/loadgen.py --dialect)
     version: str = ""
     # test -> round -> the load generator's figures
     results: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
@@ -142,7 +155,7 @@ def run_loadgen(t: Target, test: str, args: argparse.Namespace) -> dict[str, Any
     ]
     if t.key:
         cmd += ["--key", t.key]
-    cmd += ["--loop", args.loop]
+    cmd += ["--loop", args.loop, "--dialect", t.dialect]
     if args.loadgen_cpu is not None:
         cmd += ["--cpu", str(args.loadgen_cpu)]
     limit = {
@@ -334,6 +347,69 @@ def render(targets: list[Target], args: argparse.Namespace) -> tuple[str, list[s
     return table, verdicts
 
 
+def by_round(t: Target, test: str, key: str) -> dict[int, float]:
+    return {k: r[key] for k, r in t.results.get(test, {}).items() if key in r}
+
+
+def render_dialects(targets: list[Target]) -> tuple[str, list[str]]:
+    """The dialects against ails serve's own chat path: added p50 and server CPU
+    per request (the figure a busy machine does not blur), with the issue's targets."""
+    chat = next((t for t in targets if t.name == "ails serve" and t.results), None)
+    dialects = [t for t in targets if t.dialect != "chat" and t.results]
+    if chat is None or not dialects:
+        return "", []
+    base = summarize(chat)
+    table = (
+        "\n| dialect through ails serve | p50 ms | added p50 over chat ms "
+        "| server CPU µs/req seq / @64 / stream | CPU/req × chat @64 non-stream / stream "
+        "| req/s @64 non-stream / stream |\n|---|--:|--:|--:|--:|--:|\n"
+    )
+    rows = [(chat, base), *((t, summarize(t)) for t in dialects)]
+    for t, r in rows:
+        cpu = " / ".join(fmt(r.cpu.get(k), ".0f") for k in DIALECT_TESTS)
+        if t is chat:
+            added, ratios = "–", "1.00× / 1.00×"
+        else:
+            added = fmt(sub(r.p50, base.p50), sign=True)
+            ratios = " / ".join(
+                fx(round_ratio(by_round(t, test, "cpu_us_per_req"),
+                               by_round(chat, test, "cpu_us_per_req")))
+                for test in ("rate", "stream")
+            )  # fmt: skip
+        name = "chat (/v1/chat/completions)" if t is chat else t.name.removeprefix("ails ")
+        table += (
+            f"| {name} | {fmt(r.p50)} | {added} | {cpu} | {ratios} "
+            f"| {fmt(r.rate, ',.0f')} / {fmt(r.stream, ',.0f')} |\n"
+        )
+    table += "\n| dialect vs the issue's targets | goal | measured | met |\n|---|---|---|---|\n"
+    verdicts = []
+    for t in dialects:
+        r = summarize(t)
+        goals: list[tuple[str, str, float | None, bool | None]] = []
+        added = sub(r.p50, base.p50)
+        goals.append(
+            (
+                "added p50, sequential",
+                f"≤ {GOAL_DIALECT_ADDED_P50_MS} ms over chat",
+                added,
+                None if added is None else added <= GOAL_DIALECT_ADDED_P50_MS,
+            )
+        )
+        for test, label in (("rate", "non-stream"), ("stream", "10-chunk stream")):
+            x = round_ratio(
+                by_round(t, test, "cpu_us_per_req"), by_round(chat, test, "cpu_us_per_req")
+            )
+            goals.append((f"server CPU/req @64, {label}", f"≤ {GOAL_DIALECT_CPU:.2f}× chat",
+                          x, None if x is None else x <= GOAL_DIALECT_CPU))  # fmt: skip
+        for label, goal, got, ok in goals:
+            shown = "–" if got is None else (f"{got:+.2f} ms" if "p50" in label else f"{got:.3f}×")
+            mark = "n/a" if ok is None else ("yes" if ok else "**NO**")
+            table += f"| {t.name.removeprefix('ails ')}: {label} | {goal} | {shown} | {mark} |\n"
+        met = sum(1 for g in goals if g[3])
+        verdicts.append(f"{t.name}: meets {met} of {len(goals)} dialect targets.")
+    return table, verdicts
+
+
 def versions(targets: list[Target]) -> str:
     def ver(dist: str) -> str:
         try:
@@ -409,6 +485,12 @@ def setup_targets(
         except StartError as e:
             ails.note = f"did not start: {e}"
     targets.append(ails)
+    # The same gateway process, spoken to in the other dialects: the same load,
+    # so the difference is the translation (its CPU counted on the same pid).
+    for name, dialect in DIALECT_TARGETS.items():
+        targets.append(
+            Target(name, ails.url, key=ails.key, pid=ails.pid, note=ails.note, dialect=dialect)
+        )
 
     models = [MODEL, STREAM_MODEL, PACED_MODEL]
     starters: dict[str, Callable[[], Any]] = {
@@ -493,6 +575,8 @@ def main() -> int:
             for test in tests:
                 k = (rnd + tests.index(test)) % len(live)
                 for t in live[k:] + live[:k]:
+                    if t.dialect != "chat" and test not in DIALECT_TESTS:
+                        continue
                     say(f"round {rnd + 1}/{args.rounds} {test}: {t.name}")
                     cpu0 = cpu_seconds(t.pid) if t.pid else None
                     res = run_loadgen(t, test, args)
@@ -510,6 +594,9 @@ def main() -> int:
                 t.note = "no result: " + ("; ".join(t.errors)[:300] or "?")
 
     table, verdicts = render(targets, args)
+    dialect_table, dialect_verdicts = render_dialects(targets)
+    table += dialect_table
+    verdicts += dialect_verdicts
     elapsed = time.monotonic() - started
     load_after = os.getloadavg()
     if max(load_before[0], load_after[0]) > (os.cpu_count() or 2) * 0.75:
@@ -569,8 +656,12 @@ time to the first event, minus direct's. "server CPU µs/req": user + system CPU
 the target's process group (direct: the mock's) over each measurement, divided by the
 requests it completed there (warm-up included). On 2 cores the load generator and the mock
 share the CPUs with the target, so a throughput ratio understates a gateway's own cost;
-the cross-check compares capacities by CPU per request instead. Compare figures within one
-run only."""
+the cross-check compares capacities by CPU per request instead. The dialect rows
+("ails /v1/messages", "ails /v1/responses") are the same ails serve process, sent the
+same one-message request in Anthropic's Messages and OpenAI's Responses API (`store:
+false`, as Codex sends it) in the same rounds, for latency, non-stream and stream; the
+dialect table compares them with its chat path: added p50 and server CPU per request,
+the median over rounds of each round's ratio. Compare figures within one run only."""
     return textwrap.fill(" ".join(text.split()), 88, break_on_hyphens=False)
 
 

@@ -20,6 +20,10 @@ Prints one JSON object on stdout with a key per test:
   ``lag_ms`` is the median over streams; ``ttfb_ms`` the median time to the
   first event.
 
+``--dialect messages`` or ``responses`` sends the same request in Anthropic's
+Messages or OpenAI's Responses API (to ``/v1/messages`` or ``/v1/responses``),
+a stream complete at ``message_stop`` or ``response.completed``.
+
 ``seq``, ``rate`` and ``stream`` use bench/rawhttp.py (keep-alive HTTP/1.1 on
 raw asyncio streams): cheap enough that the generator is never what saturates
 first. ``paced`` reads lines as they arrive with aiohttp. Every loop is
@@ -56,32 +60,58 @@ def percentile(values: list[float], q: float) -> float:
     return s[k]
 
 
+#: Each dialect the gateway speaks: its path, and how a complete stream ends.
+#: A Responses stream ends with ``response.completed`` carrying the whole
+#: response, so its marker is looked for in the whole body.
+DIALECTS = {
+    "chat": ("/chat/completions", b"[DONE]"),
+    "messages": ("/messages", b"event: message_stop"),
+    "responses": ("/responses", b"event: response.completed"),
+}
+
+
 class Target:
-    def __init__(self, url: str, key: str | None) -> None:
-        self.url = url.rstrip("/") + "/chat/completions"
+    def __init__(self, url: str, key: str | None, dialect: str = "chat") -> None:
+        path, self.end_marker = DIALECTS[dialect]
+        self.dialect = dialect
+        self.url = url.rstrip("/") + path
         self.headers = {"Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
+        if dialect == "messages":
+            self.headers["anthropic-version"] = "2023-06-01"
 
     def raw(self, model: str, stream: bool) -> bytes:
         """The whole request as bytes, for the raw client."""
         return build_request(self.url, self.body(model, stream), self.headers)
 
     def body(self, model: str, stream: bool) -> bytes:
-        obj: dict[str, Any] = {"model": model, "messages": MESSAGES}
+        """The same request in each dialect: one short user message."""
+        obj: dict[str, Any] = {"model": model}
+        if self.dialect == "responses":
+            # store: false, as Codex sends it: the translation, not the state store.
+            obj |= {"input": MESSAGES[0]["content"], "store": False}
+        else:
+            obj["messages"] = MESSAGES
+        if self.dialect == "messages":
+            obj["max_tokens"] = 64  # required by the Messages API
         if stream:
             obj["stream"] = True
         return json.dumps(obj).encode()
 
+    def complete(self, body: bytes, stream: bool) -> bool:
+        """Whether a 200 body is a whole answer."""
+        if not stream:
+            return body.startswith(b"{")
+        if self.dialect == "chat":
+            return self.end_marker in body[-64:]
+        return self.end_marker in body
 
-async def one_raw(conn: Conn, data: bytes, stream: bool) -> bool:
+
+async def one_raw(t: Target, conn: Conn, data: bytes, stream: bool) -> bool:
     """Send one pre-built request, read the whole body; True when it succeeded."""
     status, body = await asyncio.wait_for(conn.request(data), REQUEST_TIMEOUT_S)
-    if status != 200:
-        return False
-    if stream:
-        return b"[DONE]" in body[-64:]
-    return body.startswith(b"{")
+    return status == 200 and t.complete(body, stream)
 
 
 _RAW_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError)
@@ -118,7 +148,7 @@ async def run_seq(t: Target, model: str, n: int, warmup: int, max_s: float) -> d
                 break
             t0 = time.perf_counter()
             try:
-                ok = await one_raw(conn, data, False)
+                ok = await one_raw(t, conn, data, False)
             except _RAW_ERRORS as e:
                 ok, first_error = False, first_error or repr(e)
                 await conn.close()
@@ -173,7 +203,7 @@ async def run_rate(
             if now >= end:
                 return
             try:
-                ok = await one_raw(conn, data, stream)
+                ok = await one_raw(t, conn, data, stream)
             except _RAW_ERRORS as e:
                 ok, first_error = False, first_error or repr(e)
                 await conn.close()
@@ -262,7 +292,7 @@ async def run_paced(
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    t = Target(args.url, args.key)
+    t = Target(args.url, args.key, args.dialect)
     out: dict[str, Any] = {}
     for name in args.tests.split(","):
         gc.collect()
@@ -290,6 +320,9 @@ def main() -> int:
     ap.add_argument("--url", required=True, help="base URL ending in /v1")
     ap.add_argument("--key", default=None, help="sent as 'Authorization: Bearer KEY'")
     ap.add_argument("--tests", default="seq,rate,stream,paced")
+    ap.add_argument(
+        "--dialect", choices=sorted(DIALECTS), default="chat", help="the API the requests speak"
+    )
     ap.add_argument("--model", default="x", help="model for non-stream requests")
     ap.add_argument("--stream-model", default="chunks:10")
     ap.add_argument("--paced-model", default="paced:20:50")
