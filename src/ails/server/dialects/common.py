@@ -4,7 +4,7 @@ arguments and of request fields. Their SSE frames are written by
 
 from __future__ import annotations
 
-import secrets
+from random import getrandbits
 from typing import Any
 
 import msgspec
@@ -19,8 +19,13 @@ DialectEvent = tuple[str, dict[str, Any]]
 
 
 def new_id(prefix: str) -> str:
-    """``prefix`` + 24 random hex digits, like the ids the real APIs hand out."""
-    return prefix + secrets.token_hex(12)
+    """``prefix`` + 24 random hex digits, like the ids the real APIs hand out.
+
+    From ``random`` (seeded from the OS at start and again after a fork), not
+    ``secrets``: an id names an answer and grants nothing (a stored response
+    is checked against its owner's key), and ``os.urandom`` is a system call
+    that cost a fifth of a whole non-streamed Responses translation."""
+    return f"{prefix}{getrandbits(96):024x}"
 
 
 def load_arguments(text: str) -> Any:

@@ -108,9 +108,10 @@ class ResponseStream:
         return (kind, payload)
 
     def start(self) -> list[DialectEvent]:
+        response = self.response()  # the same object in both: nothing happened in between
         return [
-            self._event("response.created", response=self.response()),
-            self._event("response.in_progress", response=self.response()),
+            self._event("response.created", response=response),
+            self._event("response.in_progress", response=response),
         ]
 
     def feed(self, chunk: Chunk) -> list[DialectEvent]:
@@ -144,11 +145,21 @@ class ResponseStream:
             events += self._add(item, "text")
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(self._content_event("response.content_part.added", self._open, part=part))
-        assert self._open is not None
-        self._open["_text"].append(text)
-        events.append(
-            self._content_event("response.output_text.delta", self._open, delta=text, logprobs=[])
-        )
+        open_item = self._open
+        assert open_item is not None
+        open_item["_text"].append(text)
+        # Built whole, not through _content_event: one of these per token.
+        delta = {
+            "type": "response.output_text.delta",
+            "sequence_number": self._seq,
+            "item_id": open_item["id"],
+            "output_index": len(self._output),
+            "content_index": 0,
+            "delta": text,
+            "logprobs": [],
+        }
+        self._seq += 1
+        events.append(("response.output_text.delta", delta))
         return events
 
     def _call(self, call: dict[str, Any]) -> list[DialectEvent]:
