@@ -556,7 +556,9 @@ def test_anthropic_events_turn_back_into_the_same_chunks(script: str) -> None:
         events += stream.feed(chunk)
     events += stream.finish()
     reader = wire.EventsToChunks()
-    chunks = [c for name, data in events for c in reader.feed(name, data)]
+    # A payload is an object, or JSON the stream wrote itself (text deltas).
+    payloads = [(n, json.loads(d) if isinstance(d, bytes) else d) for n, d in events]
+    chunks = [c for name, data in payloads for c in reader.feed(name, data)]
     reader.end()
     want, got = completion_from_chunks(SCRIPTS[script]), completion_from_chunks(chunks)
     assert got.choices[0].message.content == want.choices[0].message.content

@@ -111,12 +111,14 @@ def named_events(events: Iterable[tuple[str, Any]]) -> bytes:
     """SSE frames with an ``event:`` line each, for the dialects whose clients
     need one (the Anthropic SDK drops frames without it). msgspec writes
     compact JSON, with no line break (one in a string is escaped), so one
-    ``data:`` line holds each payload as encoded; the same escape as
+    ``data:`` line holds each payload as encoded (a payload given as bytes is
+    compact JSON already); the same escape as
     :func:`one_line` keeps a naive ``data: `` stripper working. Bytes all the
     way: this runs for every token of every dialect stream."""
     out: list[bytes] = []
     for name, payload in events:
-        data = _encode(payload)
+        # bytes: JSON the dialect wrote itself (a text delta, from a template).
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         if b"data: " in data:
             data = data.replace(b"data: ", b"data\\u003a ")
         head = _EVENT_HEADS.get(name)

@@ -14,8 +14,15 @@ from ails.server.errors import GatewayError
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
-#: One event of a dialect's stream: its SSE event name and its JSON payload.
-DialectEvent = tuple[str, dict[str, Any]]
+#: One event of a dialect's stream: its SSE event name and its JSON payload,
+#: as an object, or as compact JSON already written (the streams write their
+#: text deltas, one per token, from a template).
+DialectEvent = tuple[str, "dict[str, Any] | bytes"]
+
+
+def json_string(text: str) -> bytes:
+    """``text`` as a JSON string, for a payload written by hand."""
+    return _encode(text)
 
 
 def new_id(prefix: str) -> str:

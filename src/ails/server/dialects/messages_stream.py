@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ails.server.dialects.common import DialectEvent, load_arguments, new_id
+from ails.server.dialects.common import DialectEvent, json_string, load_arguments, new_id
 from ails.types import Chunk, Completion, Usage
 
 #: finish_reason → stop_reason.
@@ -111,6 +111,8 @@ class MessageStream:
         self._open: str | None = None  # "text", or "tool:N" for OpenAI's call index N
         self._finish: str | None = None
         self._usage: Usage | None = None
+        #: The open text block's delta payload up to its text (one per token: a template).
+        self._text_head = b""
 
     def start(self) -> list[DialectEvent]:
         message: dict[str, Any] = {
@@ -137,7 +139,11 @@ class MessageStream:
             if text:
                 if self._open != "text":
                     events += self._begin("text", {"type": "text", "text": ""})
-                events.append(self._delta({"type": "text_delta", "text": text}))
+                    self._text_head = (
+                        b'{"type":"content_block_delta","index":%d,'
+                        b'"delta":{"type":"text_delta","text":' % self._index
+                    )
+                events.append(("content_block_delta", self._text_head + json_string(text) + b"}}"))
             for call in delta.tool_calls or ():
                 events += self._tool_delta(call)
             if choice.finish_reason is not None:

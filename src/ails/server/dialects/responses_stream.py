@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ails.server.dialects.common import DialectEvent, dump_json, load_arguments, new_id
+from ails.server.dialects.common import (
+    DialectEvent,
+    dump_json,
+    json_string,
+    load_arguments,
+    new_id,
+)
 from ails.server.dialects.responses_request import ResponsesRequest
 from ails.types import Chunk, ChunkChoice, Completion, Delta, Usage
 
@@ -31,14 +37,25 @@ def _usage(usage: Usage | None) -> dict[str, Any]:
     }
 
 
+#: What a quiet stream returns for an event: nobody reads it.
+_QUIET: DialectEvent = ("", {})
+
+
 class ResponseStream:
     """``start()``, ``feed(chunk)`` per chunk, then ``finish()`` (or
     ``fail(code, message)``); ``response()`` is the object as it stands."""
 
     def __init__(
-        self, request: ResponsesRequest, *, created_at: float, response_id: str | None = None
+        self,
+        request: ResponsesRequest,
+        *,
+        created_at: float,
+        response_id: str | None = None,
+        quiet: bool = False,
     ) -> None:
         self.request = request
+        #: Build the response only, no events (a non-streamed answer has no use for them).
+        self._quiet = quiet
         self.id = response_id or new_id("resp_")
         self._created_at = created_at
         self._seq = 0
@@ -49,6 +66,8 @@ class ResponseStream:
         self._usage: Usage | None = None
         self._finish: str | None = None
         self._error: dict[str, Any] | None = None
+        #: The open message's delta payload between sequence number and text.
+        self._text_tail = b""
 
     # -- the response object ------------------------------------------------------------------
 
@@ -103,6 +122,8 @@ class ResponseStream:
     # -- events -------------------------------------------------------------------------------
 
     def _event(self, kind: str, **fields: Any) -> DialectEvent:
+        if self._quiet:
+            return _QUIET
         payload = {"type": kind, "sequence_number": self._seq, **fields}
         self._seq += 1
         return (kind, payload)
@@ -135,7 +156,7 @@ class ResponseStream:
         events: list[DialectEvent] = []
         if self._open_key != "text":
             events += self._close()
-            item = {
+            item: dict[str, Any] = {
                 "type": "message",
                 "id": new_id("msg_"),
                 "status": "in_progress",
@@ -145,19 +166,21 @@ class ResponseStream:
             events += self._add(item, "text")
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             events.append(self._content_event("response.content_part.added", self._open, part=part))
+            self._text_tail = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
+                json_string(item["id"]),
+                len(self._output),
+            )
         open_item = self._open
         assert open_item is not None
         open_item["_text"].append(text)
-        # Built whole, not through _content_event: one of these per token.
-        delta = {
-            "type": "response.output_text.delta",
-            "sequence_number": self._seq,
-            "item_id": open_item["id"],
-            "output_index": len(self._output),
-            "content_index": 0,
-            "delta": text,
-            "logprobs": [],
-        }
+        if self._quiet:
+            return events
+        # One of these per token: written from a template, not built and encoded.
+        delta = b'{"type":"response.output_text.delta","sequence_number":%d%s%s,"logprobs":[]}' % (
+            self._seq,
+            self._text_tail,
+            json_string(text),
+        )
         self._seq += 1
         events.append(("response.output_text.delta", delta))
         return events
@@ -255,12 +278,9 @@ class ResponseStream:
 
     def finish(self) -> list[DialectEvent]:
         events = self._close()
-        if self._finish == "length":
-            self._status = "incomplete"
-            events.append(self._event("response.incomplete", response=self.response()))
-        else:
-            self._status = "completed"
-            events.append(self._event("response.completed", response=self.response()))
+        self._status = "incomplete" if self._finish == "length" else "completed"
+        if not self._quiet:
+            events.append(self._event(f"response.{self._status}", response=self.response()))
         return events
 
     def fail(self, code: str, message: str) -> list[DialectEvent]:
@@ -280,7 +300,7 @@ def completion_to_response(
 ) -> tuple[dict[str, Any], ResponseStream]:
     """A whole answer as a ``response`` object, built by the stream machine from
     one chunk; the machine is returned too, for the conversation's history."""
-    stream = ResponseStream(request, created_at=created_at, response_id=response_id)
+    stream = ResponseStream(request, created_at=created_at, response_id=response_id, quiet=True)
     if completion.choices:
         choice = completion.choices[0]
         message = choice.message
