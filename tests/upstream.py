@@ -71,6 +71,10 @@ any plain name             echo: one chunk per word of the last message's string
 ``alternate:N``            N chunks alternating ``"a"`` and ``"b"``
 =========================  ==================================================================
 
+``POST /v1/completions`` (legacy text completions) runs the same scenarios with
+``text_completion`` shapes (``choices[].text``); a plain name echoes the words of
+the prompt (a string, or the first of a list of strings).
+
 A known scenario name with malformed arguments (``chunks:abc``) answers 400. An
 unknown name is a plain name. ``max_tokens`` caps the content chunks everywhere.
 
@@ -208,6 +212,8 @@ class _Ctx:
     sent: int = 0
     finish_reason: str = "stop"
     deliberate_abort: bool = False
+    #: A legacy text completion (``/v1/completions``): ``text_completion`` shapes.
+    text: bool = False
     _affixes: tuple[bytes, bytes] | None = None
 
     def cap(self, contents: list[str]) -> list[str]:
@@ -217,6 +223,8 @@ class _Ctx:
         return contents
 
     def chunk(self, i: int, content: str) -> bytes:
+        if self.text:
+            return self._event([_text_choice(content, None)])
         if i == 0:
             delta = {"role": "assistant", "content": content}
             return self._event([{"index": 0, "delta": delta, "finish_reason": None}])
@@ -229,6 +237,8 @@ class _Ctx:
         return head + _json(content) + tail
 
     def finish(self) -> bytes:
+        if self.text:
+            return self._event([_text_choice("", self.finish_reason)])
         return self._event([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])
 
     def usage_event(self) -> bytes:
@@ -241,7 +251,7 @@ class _Ctx:
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         obj: dict[str, Any] = {
             "id": CHUNK_ID,
-            "object": "chat.completion.chunk",
+            "object": "text_completion" if self.text else "chat.completion.chunk",
             "created": CREATED,
             "model": self.model,
             "choices": choices,
@@ -261,6 +271,16 @@ class _Ctx:
 
     def completion(self, contents: list[str]) -> bytes:
         self.sent = len(contents)
+        if self.text:
+            text = {
+                "id": CHUNK_ID,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [_text_choice("".join(contents), self.finish_reason)],
+                "usage": self.usage(),
+            }
+            return _json(text)
         obj = {
             "id": CHUNK_ID,
             "object": "chat.completion",
@@ -278,7 +298,21 @@ class _Ctx:
         return _json(obj)
 
 
+def _text_choice(text: str, finish: str | None) -> dict[str, Any]:
+    return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    """A text completion's prompt: a string, or the first of a list of strings."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    return prompt if isinstance(prompt, str) else ""
+
+
 def _prompt_tokens(body: dict[str, Any]) -> int:
+    if "prompt" in body:
+        return len(_prompt_text(body).split())
     messages = body.get("messages")
     if not isinstance(messages, list):
         return 0
@@ -291,6 +325,9 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def _echo_contents(body: dict[str, Any]) -> list[str]:
+    if "prompt" in body:  # a text completion echoes its prompt's words
+        words = _prompt_text(body).split()
+        return [w + " " for w in words] if words else _toks(5)
     messages = body.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
         content = messages[-1].get("content")
@@ -427,6 +464,7 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
@@ -525,6 +563,7 @@ class Upstream:
             and stream_options.get("include_usage") is True,
             max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens >= 0 else None,
             prompt_tokens=_prompt_tokens(body),
+            text=request.path == "/v1/completions",
         )
         transport = request.transport
         if transport is not None:
