@@ -27,7 +27,11 @@ followed by a chunk with an empty delta and ``finish_reason`` (``"stop"``, or
 model                      stream (``stream: true``) / non-stream
 =========================  ==================================================================
 any plain name             echo: one chunk per word of the last message's string content
-(``test-model``, ``x:y``)  (``word + " "``); 5 ``tok{i}`` chunks when it is empty/not text
+(``test-model``, ``x:y``)  (``word + " "``); 5 ``tok{i}`` chunks when it is empty/not text.
+                           With function ``tools``, a last user message that names one
+                           (as a word) is answered by a call of it: arguments
+                           ``{"FIRST_PARAM": "words after the name"}``, ``finish_reason:
+                           tool_calls``; the tool's result (a ``tool`` message) is echoed
 ``chunks:N``               N chunks. N > 1000: 100 events per write
 ``keepalive:N:MS``         per chunk: ``: keep-alive`` comment, sleep MS, chunk.
                            non-stream: sleeps N*MS then answers
@@ -336,6 +340,32 @@ def _echo_contents(body: dict[str, Any]) -> list[str]:
     return _toks(5)
 
 
+def _asked_call(body: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``(call id, tool name, arguments)`` when the request offers function
+    tools and its last message is the user's, naming one of them as a word:
+    the words after the name become the tool's first parameter (``input``
+    when it declares none). A tool result, or any other last message, is
+    answered as usual (echoed)."""
+    tools, messages = body.get("tools"), body.get("messages")
+    if not isinstance(tools, list) or not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    words = content.split() if isinstance(content, str) else []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str) and name in words:
+            parameters = function.get("parameters") or {}  # type: ignore[union-attr]
+            properties = parameters.get("properties") if isinstance(parameters, dict) else None
+            first = next(iter(properties), "input") if isinstance(properties, dict) else "input"
+            rest = " ".join(words[words.index(name) + 1 :])
+            return f"call_{name}_{len(messages)}", name, _json({first: rest}).decode()
+    return None
+
+
 _RETRY_AFTER_RE = re.compile(r"(?:^|:)retry-after=(.*?)(?=:retry-after-ms=|$)")
 _RETRY_AFTER_MS_RE = re.compile(r"(?:^|:)retry-after-ms=([^:]*)")
 
@@ -590,6 +620,9 @@ class Upstream:
             return await self._contents(ctx, _toks(3))
         handler = _SCENARIOS.get(name)
         if handler is None:
+            call = _asked_call(ctx.body)
+            if call is not None:
+                return await self._tool_call(ctx, *call)
             return await self._contents(ctx, _echo_contents(ctx.body))
         return await handler(self, ctx, args)
 
@@ -616,6 +649,40 @@ class Upstream:
         return _error_response(
             code, f"scripted {code}", type_=type_, code="scripted", headers=headers
         )
+
+    async def _tool_call(
+        self, ctx: _Ctx, call_id: str, name: str, arguments: str
+    ) -> web.StreamResponse:
+        """One call of the tool ``name``: a ``tool_calls`` message, or a stream
+        of the call's head, its arguments in two pieces, and ``finish_reason:
+        tool_calls``."""
+        ctx.finish_reason = "tool_calls"
+        ctx.sent = 1
+        call = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        if not ctx.stream:
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            answer = {"id": CHUNK_ID, "object": "chat.completion", "created": CREATED,
+                      "model": ctx.model, "choices": [choice], "usage": ctx.usage()}  # fmt: skip
+            return web.Response(body=_json(answer), content_type="application/json")
+        head = {**call, "index": 0, "function": {"name": name, "arguments": ""}}
+        half = len(arguments) // 2
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [head]}] + [
+            {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+            for piece in (arguments[:half], arguments[half:])
+        ]
+        events = b"".join(
+            ctx._event([{"index": 0, "delta": d, "finish_reason": None}]) for d in deltas
+        )
+
+        async def body(resp: web.StreamResponse) -> None:
+            await resp.write(events + ctx.tail())
+
+        return await self._guarded(ctx, body)
 
     # ------------------------------------------------------------------ stream machinery
 

@@ -31,6 +31,7 @@ from ails.server.dialects import (
 )
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
+from ails.server.middleware import anthropic_error_response
 from ails.server.validation import refuse_signed
 from ails.types import Completion
 from ails.wire import named_events
@@ -158,11 +159,7 @@ class DialectRoutes:
         try:
             return await handler(request)
         except GatewayError as err:
-            status, body = messages_stream.error_status_and_body(err.status, err.message, err.code)
-            headers = {**(err.headers or {}), "x-request-id": request["rid"]}
-            return web.Response(
-                status=status, body=_encode(body), content_type=JSON_TYPE, headers=headers
-            )
+            return anthropic_error_response(err, request["rid"])
 
     async def _messages(self, original: web.Request) -> web.StreamResponse:
         request = _with_api_key(original)

@@ -140,6 +140,8 @@ def validate_completions(body: dict[str, Any]) -> tuple[str, bool, bool]:
             code="missing_required_parameter",
             param="prompt",
         )
+    if isinstance(prompt, list):  # token ids written as 2.0 are the integer 2
+        prompt = body["prompt"] = [_integral(p) for p in prompt]
     if not isinstance(prompt, str) and not (
         isinstance(prompt, list)
         and prompt
@@ -158,6 +160,14 @@ def validate_completions(body: dict[str, Any]) -> tuple[str, bool, bool]:
     _positive_int(body, "best_of")
     _sampling(body)
     return model, stream, include_usage
+
+
+def _integral(value: Any) -> Any:
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def _token_id(value: Any) -> bool:
