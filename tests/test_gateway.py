@@ -215,12 +215,19 @@ def test_health_and_openapi(gw: Gateway) -> None:
     assert status == 200 and doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
         "/v1/chat/completions",
+        "/v1/completions",
         "/v1/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/v1/responses/{id}",
         "/v1/models",
         "/v1/models/{model}",
         "/health",
+        "/ready",
         "/openapi.json",
     }
+    assert set(doc["paths"]["/v1/responses/{id}"]) == {"get", "delete"}
     assert set(doc["paths"]["/v1/chat/completions"]) == {"post"}
     schema = doc["components"]["schemas"]["ChatCompletionRequest"]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

@@ -5,6 +5,7 @@ stored responses continued with ``previous_response_id``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,8 @@ from upstream import Upstream
 
 KEY = "dialect-test-key-0123"
 OTHER = "another-client-key-4567"
-MODELS = ["test-model", "status:503", "status:400", "midstream_error:2", "chunks:3"]
+MODELS = ["test-model", "status:503", "status:400", "status:429:retry-after=7",
+          "midstream_error:2", "chunks:3"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +112,10 @@ def test_messages_errors_are_the_sdks_classes(gw: Gateway) -> None:
         good.messages.create(model="status:503", max_tokens=5, messages=hi)
     assert down.value.status_code == 529
     assert down.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        good.messages.create(model="status:429:retry-after=7", max_tokens=5, messages=hi)
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert limited.value.response.headers["retry-after"] == "7"
 
 
 def test_messages_mid_stream_failure_is_an_error_event(claude: anthropic.Anthropic) -> None:
@@ -121,6 +127,18 @@ def test_messages_mid_stream_failure_is_an_error_event(claude: anthropic.Anthrop
     assert "upstream exploded" in str(info.value)
 
 
+def test_refusals_before_the_handler_are_anthropic_shaped_on_messages(gw: Gateway) -> None:
+    r = requests.get(f"{gw.url}/v1/messages", headers={"x-api-key": KEY}, timeout=10)
+    assert r.status_code == 405
+    assert r.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": r.json()["error"]["message"]},
+    }
+    assert "GET is not allowed" in r.json()["error"]["message"]
+    r = requests.post(f"{gw.url}/v1/messages", data=b"{}", headers={"x-api-key": KEY}, timeout=10)
+    assert r.status_code == 415 and r.json()["type"] == "error"
+
+
 def test_signed_fields_are_refused_off_the_chat_route(gw: Gateway) -> None:
     body = {"model": "test-model", "max_tokens": 5, "d": "x", "t": 1, "s": "y",
             "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
@@ -129,6 +147,82 @@ def test_signed_fields_are_refused_off_the_chat_route(gw: Gateway) -> None:
     r = requests.post(f"{gw.url}/v1/responses", json={**body, "input": "x"},
                       headers={"Authorization": f"Bearer {KEY}"}, timeout=10)  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["code"] == "signature_malformed"
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_messages_tool_use_round_trip(claude: anthropic.Anthropic, up: Upstream) -> None:
+    """tool_use from the backend, tool_result back, the final answer: streamed and not."""
+    tools: Any = [{"name": "get_weather", "description": "Weather now", "input_schema": CITY}]
+    ask: Any = {"role": "user", "content": "please get_weather Paris"}
+    first = claude.messages.create(model="test-model", max_tokens=50, tools=tools, messages=[ask])
+    assert first.stop_reason == "tool_use"
+    (use,) = [b for b in first.content if b.type == "tool_use"]
+    assert use.name == "get_weather" and use.input == {"city": "Paris"} and use.id
+    with claude.messages.stream(
+        model="test-model", max_tokens=50, tools=tools, messages=[ask]
+    ) as s:
+        streamed = s.get_final_message()
+    assert streamed.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in streamed.content if b.type == "tool_use"] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    result: Any = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": use.id, "content": "sunny and mild"}]}  # fmt: skip
+    turns: Any = [ask, {"role": "assistant", "content": first.content}, result]
+    for stream in (False, True):
+        if stream:
+            with claude.messages.stream(
+                model="test-model", max_tokens=50, tools=tools, messages=turns
+            ) as s:
+                final = s.get_final_message()
+        else:
+            final = claude.messages.create(
+                model="test-model", max_tokens=50, tools=tools, messages=turns
+            )
+        assert final.stop_reason == "end_turn"
+        assert final.content[0].text == "sunny and mild "  # type: ignore[union-attr]
+        sent = _last_chat(up)["messages"]
+        assert sent[-2]["tool_calls"][0]["id"] == use.id
+        assert sent[-1] == {"role": "tool", "tool_call_id": use.id, "content": "sunny and mild"}
+
+
+def test_responses_function_call_round_trip(oai: openai.OpenAI, up: Upstream) -> None:
+    """function_call from the backend, function_call_output back after
+    previous_response_id, the final answer: streamed and not."""
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": CITY}]
+    first = oai.responses.create(model="test-model", input="please get_weather Oslo", tools=tools)
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Oslo"}
+    with oai.responses.stream(
+        model="test-model", input="please get_weather Oslo", tools=tools
+    ) as s:
+        deltas = [e.delta for e in s if e.type == "response.function_call_arguments.delta"]
+        streamed = s.get_final_response()
+    assert "".join(deltas) == call.arguments
+    assert [i.type for i in streamed.output] == ["function_call"]
+    for stream in (False, True):
+        output: Any = [{"type": "function_call_output", "call_id": call.call_id,
+                        "output": "cold and clear"}]  # fmt: skip
+        if stream:
+            with oai.responses.stream(
+                model="test-model", input=output, tools=tools, previous_response_id=first.id
+            ) as s:
+                final = s.get_final_response()
+        else:
+            final = oai.responses.create(
+                model="test-model", input=output, tools=tools, previous_response_id=first.id
+            )
+        assert final.output_text == "cold and clear " and final.status == "completed"
+        sent = _last_chat(up)["messages"]
+        assert sent[0] == {"role": "user", "content": "please get_weather Oslo"}
+        assert sent[1]["tool_calls"][0]["id"] == call.call_id
+        assert sent[2] == {
+            "role": "tool",
+            "tool_call_id": call.call_id,
+            "content": "cold and clear",
+        }
 
 
 # -- /v1/responses ------------------------------------------------------------------------------

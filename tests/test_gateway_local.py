@@ -118,3 +118,84 @@ def test_the_other_dialects_are_served_by_the_embedded_model(gw: Gateway) -> Non
     last = events[-1].response  # type: ignore[union-attr]
     assert last.status in ("completed", "incomplete") and last.output_text
     assert last.usage is not None and 0 < last.usage.output_tokens <= 8
+
+
+def test_text_completions_from_the_embedded_model(gw: Gateway) -> None:
+    """The runtime's own text completion (no chat template), streamed and not."""
+    oai = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+    answer = oai.completions.create(model="local/default", prompt="def add(a, b):", max_tokens=4)
+    assert answer.object == "text_completion" and answer.model == "local/default"
+    assert answer.choices[0].text and answer.choices[0].finish_reason in ("length", "stop")
+    assert answer.usage is not None and 0 < answer.usage.completion_tokens <= 4
+    chunks = list(
+        oai.completions.create(
+            model="gpt-3.5-turbo",
+            prompt=["def add(a, b):"],
+            max_tokens=4,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert all(c.object == "text_completion" and c.model == "gpt-3.5-turbo" for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices)
+    assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 4
+    raw = oai.completions.with_raw_response.create(
+        model="default", prompt="x = ", max_tokens=2, stream=True
+    )
+    body = raw.http_response.read().decode()
+    assert body.endswith("data: [DONE]\n\n") and '"usage"' not in body
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"echo": True}, "echo"),
+        ({"suffix": "    return c"}, "suffix"),
+        ({"best_of": 2}, "best_of"),
+        ({"n": 2}, "n"),
+        ({"logprobs": 2}, "logprobs"),
+        ({"prompt": ["one", "two"]}, "prompt"),
+        ({"temprature": 0.5}, "temprature"),
+    ],
+)
+def test_text_completion_parameters_the_embedded_model_refuses(
+    gw: Gateway, extra: dict[str, Any], param: str
+) -> None:
+    oai = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.completions.create(model="default", prompt="x", max_tokens=1, extra_body=extra)
+    assert info.value.param == param and param in info.value.message
+
+
+LONG = "hello " * 5000  # over the embedded model's 4,096-token context
+
+
+def test_a_prompt_over_the_context_is_a_400_in_each_dialect(gw: Gateway) -> None:
+    """Before any byte of answer, in the dialect's own shape, with the numbers."""
+    oai = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as chat:
+            oai.chat.completions.create(
+                model="default", messages=[{"role": "user", "content": LONG}], max_tokens=1,
+                stream=stream,
+            )  # fmt: skip
+        assert chat.value.code == "context_length_exceeded"
+        with pytest.raises(openai.BadRequestError) as text:
+            oai.completions.create(model="default", prompt=LONG, max_tokens=1, stream=stream)
+        assert text.value.code == "context_length_exceeded" and text.value.param == "prompt"
+        assert "maximum context length is 4096 tokens" in text.value.message
+        with pytest.raises(openai.BadRequestError) as responses:
+            oai.responses.create(model="default", input=LONG, max_output_tokens=1, stream=stream)
+        assert responses.value.code == "context_length_exceeded"
+        assert "4096" in responses.value.message and "AILS_LOCAL_CTX" in responses.value.message
+        claude = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+        with pytest.raises(anthropic.BadRequestError) as messages:
+            claude.messages.create(
+                model="default", max_tokens=1, messages=[{"role": "user", "content": LONG}],
+                stream=stream,
+            )  # fmt: skip
+        body: Any = messages.value.body
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["message"].startswith("prompt is too long: ")
+        assert "> 4096 maximum" in body["error"]["message"]

@@ -28,7 +28,7 @@ from ails.server.errors import GatewayError, Redactor, from_ails_error, stream_e
 from ails.server.limits import Quota, parse_quota, window_slot
 from ails.server.openapi import openapi_document
 from ails.server.state import MemoryStore
-from ails.server.validation import validate
+from ails.server.validation import validate, validate_completions
 from ails.types import Chunk, ChunkChoice, Delta, Usage
 from ails.wire import frame_batch
 
@@ -363,3 +363,28 @@ def test_every_option_is_a_flag_a_file_key_and_an_environment_variable(tmp_path:
         build_config(environ={"AILS_SERVE_PORT": "eighty"})
     with pytest.raises(ConfigError, match="redis_failure is 'closed' or 'open'"):
         build_config(environ={"AILS_SERVE_REDIS_FAILURE": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("prompt", "ok"),
+    [
+        ("text", True),
+        (["one", "two"], True),
+        ([1, 2.0, 3], True),  # JSON Schema's integers: 2.0 is 2
+        ([[1, 2], [3]], True),
+        ([], False),
+        ([[]], False),
+        ([-1], False),
+        (["a", 1], False),
+        ({"a": 1}, False),
+    ],
+)
+def test_validate_completions_takes_openais_four_prompt_forms(prompt: Any, ok: bool) -> None:
+    body = {"model": "m", "prompt": prompt}
+    if ok:
+        assert validate_completions(body) == ("m", False, False)
+        assert "2.0" not in json.dumps(body["prompt"])
+    else:
+        with pytest.raises(GatewayError) as info:
+            validate_completions(body)
+        assert info.value.status == 400 and info.value.param == "prompt"

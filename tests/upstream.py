@@ -27,7 +27,11 @@ followed by a chunk with an empty delta and ``finish_reason`` (``"stop"``, or
 model                      stream (``stream: true``) / non-stream
 =========================  ==================================================================
 any plain name             echo: one chunk per word of the last message's string content
-(``test-model``, ``x:y``)  (``word + " "``); 5 ``tok{i}`` chunks when it is empty/not text
+(``test-model``, ``x:y``)  (``word + " "``); 5 ``tok{i}`` chunks when it is empty/not text.
+                           With function ``tools``, a last user message that names one
+                           (as a word) is answered by a call of it: arguments
+                           ``{"FIRST_PARAM": "words after the name"}``, ``finish_reason:
+                           tool_calls``; the tool's result (a ``tool`` message) is echoed
 ``chunks:N``               N chunks. N > 1000: 100 events per write
 ``keepalive:N:MS``         per chunk: ``: keep-alive`` comment, sleep MS, chunk.
                            non-stream: sleeps N*MS then answers
@@ -70,6 +74,10 @@ any plain name             echo: one chunk per word of the last message's string
 ``reset``                  aborts the connection before any header (both modes)
 ``alternate:N``            N chunks alternating ``"a"`` and ``"b"``
 =========================  ==================================================================
+
+``POST /v1/completions`` (legacy text completions) runs the same scenarios with
+``text_completion`` shapes (``choices[].text``); a plain name echoes the words of
+the prompt (a string, or the first of a list of strings).
 
 A known scenario name with malformed arguments (``chunks:abc``) answers 400. An
 unknown name is a plain name. ``max_tokens`` caps the content chunks everywhere.
@@ -208,6 +216,8 @@ class _Ctx:
     sent: int = 0
     finish_reason: str = "stop"
     deliberate_abort: bool = False
+    #: A legacy text completion (``/v1/completions``): ``text_completion`` shapes.
+    text: bool = False
     _affixes: tuple[bytes, bytes] | None = None
 
     def cap(self, contents: list[str]) -> list[str]:
@@ -217,6 +227,8 @@ class _Ctx:
         return contents
 
     def chunk(self, i: int, content: str) -> bytes:
+        if self.text:
+            return self._event([_text_choice(content, None)])
         if i == 0:
             delta = {"role": "assistant", "content": content}
             return self._event([{"index": 0, "delta": delta, "finish_reason": None}])
@@ -229,6 +241,8 @@ class _Ctx:
         return head + _json(content) + tail
 
     def finish(self) -> bytes:
+        if self.text:
+            return self._event([_text_choice("", self.finish_reason)])
         return self._event([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])
 
     def usage_event(self) -> bytes:
@@ -241,7 +255,7 @@ class _Ctx:
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         obj: dict[str, Any] = {
             "id": CHUNK_ID,
-            "object": "chat.completion.chunk",
+            "object": "text_completion" if self.text else "chat.completion.chunk",
             "created": CREATED,
             "model": self.model,
             "choices": choices,
@@ -261,6 +275,16 @@ class _Ctx:
 
     def completion(self, contents: list[str]) -> bytes:
         self.sent = len(contents)
+        if self.text:
+            text = {
+                "id": CHUNK_ID,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [_text_choice("".join(contents), self.finish_reason)],
+                "usage": self.usage(),
+            }
+            return _json(text)
         obj = {
             "id": CHUNK_ID,
             "object": "chat.completion",
@@ -278,7 +302,21 @@ class _Ctx:
         return _json(obj)
 
 
+def _text_choice(text: str, finish: str | None) -> dict[str, Any]:
+    return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    """A text completion's prompt: a string, or the first of a list of strings."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    return prompt if isinstance(prompt, str) else ""
+
+
 def _prompt_tokens(body: dict[str, Any]) -> int:
+    if "prompt" in body:
+        return len(_prompt_text(body).split())
     messages = body.get("messages")
     if not isinstance(messages, list):
         return 0
@@ -291,12 +329,41 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def _echo_contents(body: dict[str, Any]) -> list[str]:
+    if "prompt" in body:  # a text completion echoes its prompt's words
+        words = _prompt_text(body).split()
+        return [w + " " for w in words] if words else _toks(5)
     messages = body.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
         content = messages[-1].get("content")
         if isinstance(content, str) and content.split():
             return [w + " " for w in content.split()]
     return _toks(5)
+
+
+def _asked_call(body: dict[str, Any]) -> tuple[str, str, str] | None:
+    """``(call id, tool name, arguments)`` when the request offers function
+    tools and its last message is the user's, naming one of them as a word:
+    the words after the name become the tool's first parameter (``input``
+    when it declares none). A tool result, or any other last message, is
+    answered as usual (echoed)."""
+    tools, messages = body.get("tools"), body.get("messages")
+    if not isinstance(tools, list) or not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    words = content.split() if isinstance(content, str) else []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str) and name in words:
+            parameters = function.get("parameters") or {}  # type: ignore[union-attr]
+            properties = parameters.get("properties") if isinstance(parameters, dict) else None
+            first = next(iter(properties), "input") if isinstance(properties, dict) else "input"
+            rest = " ".join(words[words.index(name) + 1 :])
+            return f"call_{name}_{len(messages)}", name, _json({first: rest}).decode()
+    return None
 
 
 _RETRY_AFTER_RE = re.compile(r"(?:^|:)retry-after=(.*?)(?=:retry-after-ms=|$)")
@@ -427,6 +494,7 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
@@ -525,6 +593,7 @@ class Upstream:
             and stream_options.get("include_usage") is True,
             max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens >= 0 else None,
             prompt_tokens=_prompt_tokens(body),
+            text=request.path == "/v1/completions",
         )
         transport = request.transport
         if transport is not None:
@@ -551,6 +620,9 @@ class Upstream:
             return await self._contents(ctx, _toks(3))
         handler = _SCENARIOS.get(name)
         if handler is None:
+            call = _asked_call(ctx.body)
+            if call is not None:
+                return await self._tool_call(ctx, *call)
             return await self._contents(ctx, _echo_contents(ctx.body))
         return await handler(self, ctx, args)
 
@@ -577,6 +649,40 @@ class Upstream:
         return _error_response(
             code, f"scripted {code}", type_=type_, code="scripted", headers=headers
         )
+
+    async def _tool_call(
+        self, ctx: _Ctx, call_id: str, name: str, arguments: str
+    ) -> web.StreamResponse:
+        """One call of the tool ``name``: a ``tool_calls`` message, or a stream
+        of the call's head, its arguments in two pieces, and ``finish_reason:
+        tool_calls``."""
+        ctx.finish_reason = "tool_calls"
+        ctx.sent = 1
+        call = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        if not ctx.stream:
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            answer = {"id": CHUNK_ID, "object": "chat.completion", "created": CREATED,
+                      "model": ctx.model, "choices": [choice], "usage": ctx.usage()}  # fmt: skip
+            return web.Response(body=_json(answer), content_type="application/json")
+        head = {**call, "index": 0, "function": {"name": name, "arguments": ""}}
+        half = len(arguments) // 2
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [head]}] + [
+            {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+            for piece in (arguments[:half], arguments[half:])
+        ]
+        events = b"".join(
+            ctx._event([{"index": 0, "delta": d, "finish_reason": None}]) for d in deltas
+        )
+
+        async def body(resp: web.StreamResponse) -> None:
+            await resp.write(events + ctx.tail())
+
+        return await self._guarded(ctx, body)
 
     # ------------------------------------------------------------------ stream machinery
 

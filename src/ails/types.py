@@ -48,6 +48,79 @@ class Chunk(msgspec.Struct, omit_defaults=True, gc=False):
     error: Any = None
 
 
+class TextChoice(msgspec.Struct, gc=False):
+    index: int = 0
+    text: str | None = None
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+class TextChunk(msgspec.Struct, gc=False):
+    """One legacy ``text_completion`` chunk (``POST /v1/completions``), as
+    decoded; :func:`text_chunk` gives it to callers as a :class:`Chunk`."""
+
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    choices: list[TextChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    error: Any = None
+
+
+_text_chunk_decoder = msgspec.json.Decoder(TextChunk, strict=False)
+
+
+def text_chunk(data: bytes | str) -> Chunk:
+    """A ``text_completion`` chunk's JSON as a :class:`Chunk` whose
+    ``delta.content`` is the choice's ``text``: a text completion streams
+    through the same machinery (deadlines, finish detection, usage, in-band
+    errors) as a chat answer. Raises ``msgspec.DecodeError`` like the chunk
+    decoder."""
+    t = _text_chunk_decoder.decode(data)
+    return Chunk(
+        id=t.id,
+        object="text_completion",
+        created=t.created,
+        model=t.model,
+        choices=[
+            ChunkChoice(
+                index=c.index,
+                delta=Delta(content=c.text or None),
+                finish_reason=c.finish_reason,
+                logprobs=c.logprobs,
+            )
+            for c in t.choices
+        ],
+        usage=t.usage,
+        system_fingerprint=t.system_fingerprint,
+        error=t.error,
+    )
+
+
+def text_completion(data: bytes | str) -> Completion:
+    """A whole ``text_completion``'s JSON as a :class:`Completion` whose
+    messages hold the choices' ``text``."""
+    t = _text_chunk_decoder.decode(data)
+    return Completion(
+        id=t.id,
+        object="text_completion",
+        created=t.created,
+        model=t.model,
+        choices=[
+            CompletionChoice(
+                index=c.index,
+                message=Message(role="assistant", content=c.text or ""),
+                finish_reason=c.finish_reason,
+                logprobs=c.logprobs,
+            )
+            for c in t.choices
+        ],
+        usage=t.usage,
+        system_fingerprint=t.system_fingerprint,
+    )
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     """A chat message. ``content`` may be a string or a list of content parts."""
 
@@ -196,7 +269,10 @@ __all__ = [
     "CompletionChoice",
     "Delta",
     "Message",
+    "TextChunk",
     "Usage",
     "as_message_dicts",
     "completion_from_chunks",
+    "text_chunk",
+    "text_completion",
 ]

@@ -15,7 +15,7 @@ before parsing it, reads the stream correctly too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -82,16 +82,72 @@ def completion_json(completion: Completion, *, model: str | None = None) -> byte
     return _encode(out)
 
 
+def text_chunk_json(chunk: Chunk, *, include_usage: bool = True, model: str | None = None) -> bytes:
+    """A chunk of a text completion ails made (the embedded model's) as
+    OpenAI's legacy ``text_completion`` chunk: ``delta.content`` is the
+    choice's ``text``. Usage, when asked for, rides on the chunk that has it."""
+    usage = chunk.usage
+    if usage is not None and not include_usage:
+        if not chunk.choices:
+            return b""
+        usage = None
+    out: dict[str, Any] = {
+        "id": chunk.id,
+        "object": "text_completion",
+        "created": chunk.created,
+        "model": model or chunk.model,
+        "choices": [_text_choice(c.index, c.delta.content, c.finish_reason) for c in chunk.choices],
+    }
+    if chunk.system_fingerprint is not None:
+        out["system_fingerprint"] = chunk.system_fingerprint
+    if usage is not None:
+        out["usage"] = usage
+    return _encode(out)
+
+
+def text_completion_json(completion: Completion, *, model: str | None = None) -> bytes:
+    """A text completion ails made, joined, as OpenAI's ``text_completion``."""
+    choices = []
+    for c in completion.choices:
+        text = c.message.content if isinstance(c.message.content, str) else ""
+        choices.append(_text_choice(c.index, text, c.finish_reason))
+    out: dict[str, Any] = {
+        "id": completion.id,
+        "object": "text_completion",
+        "created": completion.created,
+        "model": model or completion.model,
+        "choices": choices,
+    }
+    if completion.usage is not None:
+        out["usage"] = completion.usage
+    if completion.system_fingerprint is not None:
+        out["system_fingerprint"] = completion.system_fingerprint
+    return _encode(out)
+
+
+def _text_choice(index: int, text: str | None, finish: str | None) -> dict[str, Any]:
+    return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+
+#: Encodes a chunk ails made: :func:`chunk_json` or :func:`text_chunk_json`.
+ChunkEncoder = Callable[..., bytes]
+
+
 def chunk_texts(
-    batch: list[Chunk], *, include_usage: bool = True, model: str | None = None
+    batch: list[Chunk],
+    *,
+    include_usage: bool = True,
+    model: str | None = None,
+    encode: ChunkEncoder = chunk_json,
 ) -> list[str]:
     """Each chunk of a batch as one line of JSON: the text as received, or
-    encoded when ails made the chunk (with ``model``, the name asked for, when
-    given). A usage-only chunk the client did not ask for is left out."""
+    encoded by ``encode`` when ails made the chunk (with ``model``, the name
+    asked for, when given). A usage-only chunk the client did not ask for is
+    left out."""
     out = []
     for text, chunk in zip(raw_texts(batch), batch, strict=True):
         if text is None:
-            data = chunk_json(chunk, include_usage=include_usage, model=model)
+            data = encode(chunk, include_usage=include_usage, model=model)
             if data:
                 out.append(one_line(data.decode()))
         elif include_usage or chunk.usage is None or chunk.choices:
@@ -99,9 +155,15 @@ def chunk_texts(
     return out
 
 
-def frame_batch(batch: list[Chunk], *, include_usage: bool, model: str | None = None) -> bytes:
+def frame_batch(
+    batch: list[Chunk],
+    *,
+    include_usage: bool,
+    model: str | None = None,
+    encode: ChunkEncoder = chunk_json,
+) -> bytes:
     """The chunks of one read as ``data:`` events, for one write."""
-    parts = chunk_texts(batch, include_usage=include_usage, model=model)
+    parts = chunk_texts(batch, include_usage=include_usage, model=model, encode=encode)
     if not parts:
         return b""
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
@@ -152,6 +214,7 @@ def error_event(message: str, *, type: str, code: str | None = None) -> bytes:
 
 __all__ = [
     "DONE",
+    "ChunkEncoder",
     "chunk_json",
     "chunk_texts",
     "completion_json",
@@ -160,4 +223,6 @@ __all__ = [
     "frame_batch",
     "named_events",
     "one_line",
+    "text_chunk_json",
+    "text_completion_json",
 ]

@@ -41,7 +41,7 @@ from ails.errors import (
 )
 from ails.local.choices import UsageFolder
 from ails.providers.base import ChunkStream, Timeouts
-from ails.types import Chunk
+from ails.types import Chunk, text_chunk
 
 _decode = msgspec.json.Decoder(Chunk).decode
 _END = object()
@@ -53,13 +53,31 @@ _active: set[_Generation] = set()
 class _Generation:
     """What the runtime thread shares with the loop: a queue, a waiter, a stop flag."""
 
-    __slots__ = ("body", "done", "items", "loop", "model", "server", "stop", "thread", "waiter")
+    __slots__ = (
+        "body",
+        "done",
+        "items",
+        "loop",
+        "model",
+        "server",
+        "stop",
+        "text",
+        "thread",
+        "waiter",
+    )
 
     def __init__(
-        self, server: Any, body: bytes, loop: asyncio.AbstractEventLoop, model: str | None
+        self,
+        server: Any,
+        body: bytes,
+        loop: asyncio.AbstractEventLoop,
+        model: str | None,
+        text: bool = False,
     ) -> None:
         self.server = server
         self.body = body
+        #: A legacy text completion (the runtime's /v1/completions), not a chat.
+        self.text = text
         self.loop = loop
         #: The name the caller asked for, put on every chunk (the runtime says its alias).
         self.model = model
@@ -76,7 +94,10 @@ class _Generation:
 
     def _run(self) -> None:
         try:
-            self.server.handle_chat_completions(self.body, self._on_data)
+            if self.text:
+                self.server.handle_completions(self.body, self._on_data)
+            else:
+                self.server.handle_chat_completions(self.body, self._on_data)
         except BaseException as exc:  # a runtime failure must reach the consumer
             self._post(exc)
         finally:
@@ -88,7 +109,7 @@ class _Generation:
         if self.stop:
             return True
         try:
-            chunk = _decode(data)
+            chunk = text_chunk(data) if self.text else _decode(data)
         except msgspec.DecodeError as exc:
             item: object = ProtocolError(
                 f"the local runtime sent a chunk that is not chunk JSON: {exc}"
@@ -133,7 +154,7 @@ def stop_all(timeout: float = 10.0) -> None:
         gen.thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def runtime_error(err: Any, *, provider: str) -> ProviderError:
+def runtime_error(err: Any, *, provider: str, param: str = "messages") -> ProviderError:
     """The runtime's in-band ``{"error": {"code": 400, "type": ..., "message": ...}}``."""
     if isinstance(err, dict):
         message = str(err.get("message") or "the local runtime reported an error")
@@ -142,14 +163,21 @@ def runtime_error(err: Any, *, provider: str) -> ProviderError:
     else:
         message, status, kind = str(err), None, None
     if kind == "exceed_context_size_error":
-        # OpenAI's code and param for the same fault, which clients look for.
+        # OpenAI's code, param and wording for the same fault, which clients
+        # (and agents deciding to compact their history) look for.
+        given, limit = err.get("n_prompt_tokens"), err.get("n_ctx")
+        if isinstance(given, int) and isinstance(limit, int):
+            message = (
+                f"This model's maximum context length is {limit} tokens. However, your "
+                f"{param} resulted in {given} tokens. Please reduce the length of the {param}"
+            )
         return BadRequest(
             f"{message} (the local provider's context is set by n_ctx or AILS_LOCAL_CTX)",
             status=400,
             provider=provider,
             body=err,
             code="context_length_exceeded",
-            param="messages",
+            param=param,
         )
     if status is not None and 400 <= status < 600:
         return error_for_status(status, message, provider=provider, body=err, code=kind)
@@ -182,9 +210,10 @@ class LocalStream(ChunkStream):
         timeouts: Timeouts,
         include_usage: bool = False,
         model: str | None = None,
+        text: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
-        self._gen = _Generation(server, body, loop, model)
+        self._gen = _Generation(server, body, loop, model, text)
         #: Unasked, the runtime's usage goes onto the final chunk (choices.UsageFolder).
         self._folder = None if include_usage else UsageFolder()
         self.provider = provider
@@ -302,7 +331,8 @@ class LocalStream(ChunkStream):
 
     def _as_error(self, item: object) -> AilsError:
         if isinstance(item, Chunk):
-            return runtime_error(item.error, provider=self.provider)
+            param = "prompt" if self._gen.text else "messages"
+            return runtime_error(item.error, provider=self.provider, param=param)
         if isinstance(item, AilsError):
             if isinstance(item, ProtocolError):
                 item.provider = self.provider

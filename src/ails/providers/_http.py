@@ -15,7 +15,7 @@ import email.utils
 import logging
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -36,7 +36,7 @@ from ails.providers._stream import (
     in_band_error,
 )
 from ails.providers.base import Provider, Reply, Timeouts
-from ails.types import Completion
+from ails.types import Chunk, Completion
 
 log = logging.getLogger("ails.http")
 
@@ -244,7 +244,9 @@ class HTTPProvider(Provider):
             )
         return resp, started
 
-    async def open_sse(self, path: str, body: dict[str, Any]) -> SSEChunkStream:
+    async def open_sse(
+        self, path: str, body: dict[str, Any], *, decode: Callable[[str], Chunk] | None = None
+    ) -> SSEChunkStream:
         resp, started = await self.post(path, body, streaming=True)
         ctype = resp.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
@@ -260,7 +262,9 @@ class HTTPProvider(Provider):
                 provider=self.name,
                 code="not_event_stream",
             )
-        return SSEChunkStream(resp, provider=self.name, timeouts=self.timeouts, started=started)
+        return SSEChunkStream(
+            resp, provider=self.name, timeouts=self.timeouts, started=started, decode=decode
+        )
 
     async def post_for_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, Any]:
         """POST for a whole JSON answer: its bytes as received and its top-level

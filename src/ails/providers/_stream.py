@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -52,6 +53,7 @@ class SSEChunkStream(ChunkStream):
 
     __slots__ = (
         "_closed",
+        "_decode_chunk",
         "_decoder",
         "_done",
         "_finished",
@@ -75,9 +77,13 @@ class SSEChunkStream(ChunkStream):
         provider: str,
         timeouts: Timeouts,
         started: float,
+        decode: Callable[[str], Chunk] | None = None,
     ) -> None:
         self._resp = resp
         self.provider = provider
+        #: One event's JSON into a chunk: chat chunks, or another endpoint's
+        #: (a legacy text completion's, :func:`ails.types.text_chunk`).
+        self._decode_chunk = decode or _chunk_decoder.decode
         self._decoder = SSEDecoder()
         self._done = False
         self._finished = False
@@ -198,7 +204,7 @@ class SSEChunkStream(ChunkStream):
         # not a copy), so a gateway forwards what the upstream sent.
         raw: list[str | None] = []
         batch = Batch((), raw)
-        decode = _chunk_decoder.decode
+        decode = self._decode_chunk
         for ev in events:
             text = ev.data
             if text == "[DONE]":

@@ -181,6 +181,33 @@ class Provider(ABC):
         (``input`` and any other fields, passed on). Most providers serve none."""
         raise NotFound(f"{self.name} does not serve embeddings", provider=self.name)
 
+    async def stream_text(self, model: str, body: dict[str, Any]) -> ChunkStream:
+        """A legacy text completion (OpenAI's ``POST /v1/completions``),
+        streamed, for a request body (``prompt`` and any other fields, passed
+        on). Each chunk's ``delta.content`` is the choice's ``text``; a
+        :class:`Batch` keeps each ``text_completion`` chunk's JSON as received.
+        Most providers serve none."""
+        raise NotFound(
+            f"the model {model!r} is served by {self.name}, which does not serve text "
+            "completions (POST /v1/completions); use POST /v1/chat/completions",
+            provider=self.name,
+            code="model_not_found",
+        )
+
+    async def complete_text(self, model: str, body: dict[str, Any]) -> Reply:
+        """The whole legacy text completion: the messages of its
+        :class:`Completion` hold the choices' ``text``; an HTTP endpoint's
+        ``text_completion`` bytes are kept as it sent them. The default joins
+        :meth:`stream_text` (no bytes)."""
+        stream = await self.stream_text(model, {**body, "stream": True})
+        chunks: list[Chunk] = []
+        try:
+            async for batch in stream:
+                chunks.extend(batch)
+        finally:
+            await stream.aclose()
+        return Reply(completion_from_chunks(chunks))
+
     async def list_models(self) -> list[str]:
         """Models this provider can serve now; remote providers ask their endpoint."""
         return list(self.models)

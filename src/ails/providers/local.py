@@ -24,8 +24,10 @@ from typing import Any, ClassVar, TypeVar
 
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
+from ails.local.bridge import LocalStream
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, get_runtime, loaded
+from ails.local.text_params import plan_text
 from ails.providers.base import ChunkStream, Provider, Timeouts
 
 T = TypeVar("T")
@@ -126,15 +128,7 @@ class LocalProvider(Provider):
         ``stream`` is accepted for compatibility: the answer is always streamed
         internally and always ends with usage. Chunks carry ``model`` as given.
         """
-        names = self.model_names()
-        if model not in names:
-            raise NotFound(
-                f"the local provider has no model {model!r}; it serves {', '.join(names)} "
-                "(set model_path or AILS_LOCAL_MODEL for another GGUF file)",
-                status=404,
-                provider=self.name,
-                code="model_not_found",
-            )
+        self._check_model(model)
         params = {k: v for k, v in locals().items() if k not in _NOT_PARAMS}
         params.update(other)
         # Checked before the model loads: a bad request costs nothing.
@@ -144,8 +138,42 @@ class LocalProvider(Provider):
             runtime.server, plan, model=model, provider=self.name, timeouts=self.timeouts
         )
 
+    async def stream_text(self, model: str, body: dict[str, Any]) -> ChunkStream:
+        """The runtime's own text completion: the prompt as it is, no chat
+        template (local/text_params.py says which parameters it honours)."""
+        self._check_model(model)
+        request = plan_text(body)  # checked before the model loads
+        runtime = await self.load()
+        stream = LocalStream(
+            runtime.server,
+            request,
+            provider=self.name,
+            timeouts=self.timeouts,
+            include_usage=True,  # the runtime puts usage on the last chunk
+            model=model,
+            text=True,
+        )
+        stream.start()
+        try:
+            await stream.wait_started()  # a prompt over the context fails here
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
 
-_NOT_PARAMS = frozenset({"self", "model", "messages", "other", "names"})
+    def _check_model(self, model: str) -> None:
+        names = self.model_names()
+        if model not in names:
+            raise NotFound(
+                f"the local provider has no model {model!r}; it serves {', '.join(names)} "
+                "(set model_path or AILS_LOCAL_MODEL for another GGUF file)",
+                status=404,
+                provider=self.name,
+                code="model_not_found",
+            )
+
+
+_NOT_PARAMS = frozenset({"self", "model", "messages", "other"})
 
 
 async def _in_thread(fn: Callable[[Settings], T], arg: Settings) -> T:

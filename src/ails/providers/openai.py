@@ -22,7 +22,7 @@ from ails.providers._http import (
     read_limited,
 )
 from ails.providers.base import ChunkStream, Reply, Timeouts
-from ails.types import Completion
+from ails.types import Completion, text_chunk, text_completion
 
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 
@@ -117,6 +117,22 @@ class OpenAIProvider(HTTPProvider):
                 code="invalid_embeddings",
             )
         return raw
+
+    async def stream_text(self, model: str, body: dict[str, Any]) -> ChunkStream:
+        body = {**body, "model": model, "stream": True}
+        return await self.open_sse("/completions", body, decode=text_chunk)
+
+    async def complete_text(self, model: str, body: dict[str, Any]) -> Reply:
+        body = {**body, "model": model, "stream": False}
+        body.pop("stream_options", None)  # only valid with stream: true
+        raw, probe = await self.post_for_json("/completions", body)
+        if not isinstance(probe.choices, list):
+            raise ProtocolError(
+                "answer is not a text_completion (no 'choices')",
+                provider=self.name,
+                code="invalid_completion",
+            )
+        return Reply(raw=raw, decode=text_completion)
 
     async def list_models(self) -> list[str]:
         return [str(m["id"]) for m in await self.list_model_objects()]

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream, Provider
+from ails.providers.base import ChunkStream
 from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
@@ -37,14 +37,15 @@ from ails.server.errors import (
     stream_error_event,
 )
 from ails.server.middleware import AccessLogger, request_middleware
+from ails.server.openai_routes import OpenAIRoutes
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
-from ails.server.validation import validate
+from ails.server.validation import cap_tokens, validate
 from ails.types import ChatRequest
-from ails.wire import DONE, completion_json, frame_batch
+from ails.wire import DONE, ChunkEncoder, chunk_json, completion_json, frame_batch
 
 log = logging.getLogger("ails.server")
 
@@ -205,17 +206,41 @@ class Gateway:
             if refund is not None:
                 await refund()
             raise self.failure(exc, headers) from None
+        return await self.stream_out(
+            request,
+            stream,
+            headers,
+            include_usage,
+            admission,
+            refund,
+            prompt=chat_request.messages,
+            model=chat_request.model,
+        )
+
+    async def stream_out(
+        self,
+        request: web.Request,
+        stream: ChunkStream,
+        headers: dict[str, str],
+        include_usage: bool,
+        admission: Admission | None,
+        refund: Refund | None,
+        *,
+        prompt: list[dict[str, Any]],
+        model: str | None,
+        encode: ChunkEncoder = chunk_json,
+    ) -> web.StreamResponse:
+        """Send an open stream as OpenAI SSE (``encode`` writes the chunks ails
+        made: chat chunks, or a text completion's) and close it, whatever happens."""
         rid = headers["x-request-id"]
         meter = None
         if admission is not None and admission.counts_tokens:
-            meter = UsageMeter(chat_request.messages)
+            meter = UsageMeter(prompt)
         try:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
-                nothing = await self._pump(
-                    resp, stream, include_usage, rid, meter, chat_request.model
-                )
+                nothing = await self._pump(resp, stream, include_usage, rid, meter, model, encode)
                 if nothing and refund is not None:  # failed before any output
                     await refund()
             except ConnectionError:
@@ -236,6 +261,7 @@ class Gateway:
         rid: str,
         meter: UsageMeter | None = None,
         model: str | None = None,
+        encode: ChunkEncoder = chunk_json,
     ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation). True: it failed
@@ -247,7 +273,7 @@ class Gateway:
                 if meter is not None:
                     meter.observe(batch)
                 # Chunks ails made say the name asked for; received ones are as sent.
-                data = frame_batch(batch, include_usage=include_usage, model=model)
+                data = frame_batch(batch, include_usage=include_usage, model=model, encode=encode)
                 if data:
                     wrote = True
                     await write(data)
@@ -264,23 +290,6 @@ class Gateway:
         # The end marker and the end of the body in one send.
         await resp.write_eof(end)
         return end is not DONE and not wrote
-
-    # -- embeddings: passed through to a backend that serves them -----------------
-
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        admitted = await self.admission.admit(request, _validate_embeddings)
-        body = {k: v for k, v in admitted.body.items() if k != "model"}
-
-        async def attempt(provider: Provider, model: str, _: dict[str, Any]) -> bytes:
-            return await provider.embed(model, body)
-
-        try:
-            answer = await self.router.run(admitted.model, attempt)
-        except AilsError as exc:
-            if admitted.refund is not None:
-                await admitted.refund()
-            raise self.failure(exc, admitted.headers) from None
-        return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
 
     # -- the other endpoints -----------------------------------------------------
 
@@ -328,33 +337,6 @@ class Gateway:
         return web.Response(body=self.openapi_body, content_type=JSON_TYPE)
 
 
-def _validate_embeddings(body: dict[str, Any]) -> tuple[str, bool, bool]:
-    model, given = body.get("model"), body.get("input")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "model: a model name is required", param="model")
-    texts = isinstance(given, list) and all(isinstance(x, str) for x in given)
-    tokens = isinstance(given, list) and all(type(x) is int for x in given)
-    if not given or not (isinstance(given, str) or texts or tokens):
-        raise GatewayError(
-            400, "input: a string, a list of strings or a list of token ids", param="input"
-        )
-    return model, False, False
-
-
-def cap_tokens(body: dict[str, Any], cap: int) -> None:
-    """``--max-tokens-cap``: lower the limit the client gave, or set one.
-
-    Newer clients send only ``max_completion_tokens`` (some models require it
-    instead of ``max_tokens``), so that one is lowered when present.
-    """
-    if isinstance(body.get("max_completion_tokens"), int):
-        body["max_completion_tokens"] = min(cap, body["max_completion_tokens"])
-        if isinstance(body.get("max_tokens"), int):
-            body["max_tokens"] = min(cap, body["max_tokens"])
-    elif not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > cap:
-        body["max_tokens"] = cap
-
-
 #: The application's gateway, typed (``request.app[GATEWAY]``).
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -378,7 +360,7 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
-    app.router.add_post("/v1/embeddings", gateway.embeddings)
+    OpenAIRoutes(gateway).add_to(app)  # /v1/completions, /v1/embeddings
     DialectRoutes(gateway, responses_ttl=gateway.responses_ttl).add_to(app)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'

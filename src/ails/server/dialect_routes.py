@@ -31,7 +31,8 @@ from ails.server.dialects import (
 )
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
-from ails.signing import has_signature_fields
+from ails.server.middleware import anthropic_error_response
+from ails.server.validation import refuse_signed
 from ails.types import Completion
 from ails.wire import named_events
 
@@ -54,16 +55,6 @@ _SSE_HEADERS = {
 BYTES_PER_TOKEN = 4
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _no_signature(body: dict[str, Any]) -> None:
-    """The signed protocol lives on /v1/chat/completions only."""
-    if has_signature_fields(body):
-        raise GatewayError(
-            400,
-            "signed requests (d, t, s) are accepted on /v1/chat/completions only",
-            code="signature_malformed",
-        )
 
 
 def _with_api_key(request: web.Request) -> web.Request:
@@ -168,18 +159,14 @@ class DialectRoutes:
         try:
             return await handler(request)
         except GatewayError as err:
-            status, body = messages_stream.error_status_and_body(err.status, err.message)
-            headers = {**(err.headers or {}), "x-request-id": request["rid"]}
-            return web.Response(
-                status=status, body=_encode(body), content_type=JSON_TYPE, headers=headers
-            )
+            return anthropic_error_response(err, request["rid"])
 
     async def _messages(self, original: web.Request) -> web.StreamResponse:
         request = _with_api_key(original)
         holder: list[messages_request.MessagesRequest] = []
 
         def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
-            _no_signature(body)
+            refuse_signed(body)
             holder.append(messages_request.request_to_chat(body))
             return holder[0].model, holder[0].stream, False
 
@@ -210,7 +197,7 @@ class DialectRoutes:
         holder: list[messages_request.MessagesRequest] = []
 
         def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
-            _no_signature(body)
+            refuse_signed(body)
             # count_tokens takes no max_tokens; the translation wants one.
             holder.append(messages_request.request_to_chat({"max_tokens": 1, **body}))
             return holder[0].model, False, False
@@ -255,7 +242,7 @@ class DialectRoutes:
         holder: list[tuple[dict[str, Any], responses_request.ResponsesRequest]] = []
 
         def validate(body: dict[str, Any]) -> tuple[str, bool, bool]:
-            _no_signature(body)
+            refuse_signed(body)
             # Translated here, so a bad body is a 400 before any state is touched.
             translated = responses_request.request_to_chat(body)
             holder.append((body, translated))

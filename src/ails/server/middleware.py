@@ -11,10 +11,12 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ails.server.errors import GatewayError, error_response
+from ails.server.dialects import messages_stream
+from ails.server.errors import JSON_TYPE, GatewayError, error_response
 
 log = logging.getLogger("ails.server")
 
@@ -22,6 +24,7 @@ _RID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RID_PREFIX = secrets.token_hex(10)
 _rid_counter = itertools.count(1)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_encode = msgspec.json.Encoder().encode
 
 
 def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
@@ -44,6 +47,21 @@ def _http_error(exc: web.HTTPException, request: web.Request) -> GatewayError:
     if exc.status == 413:
         return GatewayError(413, "the request body is too large", code="body_too_large")
     return GatewayError(exc.status, exc.reason or "request refused")
+
+
+def _refusal(err: GatewayError, request: web.Request, rid: str) -> web.Response:
+    """An OpenAI error body, or Anthropic's on its Messages API (a wrong
+    method, a duplicate header, a bug: the client there reads only that shape)."""
+    if request.path.startswith("/v1/messages"):
+        return anthropic_error_response(err, rid)
+    return error_response(err, request_id=rid)
+
+
+def anthropic_error_response(err: GatewayError, rid: str) -> web.Response:
+    """A refusal as Anthropic's API sends it: its body and statuses."""
+    status, body = messages_stream.error_status_and_body(err.status, err.message, err.code)
+    headers = {**(err.headers or {}), "x-request-id": rid}
+    return web.Response(status=status, body=_encode(body), content_type=JSON_TYPE, headers=headers)
 
 
 def _endpoints(app: web.Application) -> list[str]:
@@ -76,18 +94,16 @@ async def request_middleware(request: web.Request, handler: _Handler) -> web.Str
             )
         resp = await handler(request)
     except GatewayError as err:
-        return error_response(err, request_id=rid)
+        return _refusal(err, request, rid)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_http_error(exc, request), request_id=rid)
+        return _refusal(_http_error(exc, request), request, rid)
     except Exception:
         # Never a traceback to the client: the log has it, under the request id.
         log.exception("request %s: unexpected error", rid)
-        return error_response(
-            GatewayError(500, f"internal error (request id {rid})", code="internal_error"),
-            request_id=rid,
-        )
+        bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
+        return _refusal(bug, request, rid)
     if not resp.prepared:
         resp.headers["x-request-id"] = rid
     return resp
@@ -112,4 +128,4 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-__all__ = ["AccessLogger", "request_middleware"]
+__all__ = ["AccessLogger", "anthropic_error_response", "request_middleware"]

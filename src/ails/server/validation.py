@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ails.server.errors import GatewayError
+from ails.signing import has_signature_fields
 
 
 def _kind(value: Any) -> str:
@@ -73,18 +74,7 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
 
 def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, bool]:
     """Check the fields the gateway acts on; return ``(model, stream, include_usage)``."""
-    model = body.get("model")
-    if model is None:
-        raise GatewayError(
-            400,
-            "Missing required parameter: 'model'.",
-            code="missing_required_parameter",
-            param="model",
-        )
-    if not isinstance(model, str):
-        raise _bad_type("model", "a string", model)
-    if not model:
-        raise GatewayError(400, "'model' must not be empty.", code="invalid_value", param="model")
+    model = _model(body)
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(
@@ -132,6 +122,75 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise _bad_type(f"messages[{i}].content", "a string or an array of parts", content)
+    stream, include_usage = _stream_flags(body)
+    _positive_int(body, "max_completion_tokens")
+    _sampling(body)
+    return model, stream, include_usage
+
+
+def validate_completions(body: dict[str, Any]) -> tuple[str, bool, bool]:
+    """A legacy text completion (``POST /v1/completions``): the same checks,
+    with ``prompt`` (OpenAI's four forms) in place of ``messages``."""
+    model = _model(body)
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise GatewayError(
+            400,
+            "Missing required parameter: 'prompt'.",
+            code="missing_required_parameter",
+            param="prompt",
+        )
+    if isinstance(prompt, list):  # token ids written as 2.0 are the integer 2
+        prompt = body["prompt"] = [_integral(p) for p in prompt]
+    if not isinstance(prompt, str) and not (
+        isinstance(prompt, list)
+        and prompt
+        and (
+            all(isinstance(p, str) for p in prompt)
+            or all(_token_id(t) for t in prompt)
+            or all(isinstance(p, list) and p and all(_token_id(t) for t in p) for p in prompt)
+        )
+    ):
+        raise _bad_type(
+            "prompt",
+            "a string, an array of strings, an array of token ids or an array of such arrays",
+            prompt,
+        )
+    stream, include_usage = _stream_flags(body)
+    _positive_int(body, "best_of")
+    _sampling(body)
+    return model, stream, include_usage
+
+
+def _integral(value: Any) -> Any:
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _token_id(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise GatewayError(
+            400,
+            "Missing required parameter: 'model'.",
+            code="missing_required_parameter",
+            param="model",
+        )
+    if not isinstance(model, str):
+        raise _bad_type("model", "a string", model)
+    if not model:
+        raise GatewayError(400, "'model' must not be empty.", code="invalid_value", param="model")
+    return model
+
+
+def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -146,8 +205,11 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
         if usage is not None and not isinstance(usage, bool):
             raise _bad_type("stream_options.include_usage", "a boolean", usage)
         include_usage = usage is True
+    return stream, include_usage
+
+
+def _sampling(body: dict[str, Any]) -> None:
     _positive_int(body, "max_tokens")
-    _positive_int(body, "max_completion_tokens")
     _positive_int(body, "n")
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
@@ -158,7 +220,31 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
         and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
         raise _bad_type("stop", "a string or an array of strings", stop)
-    return model, stream, include_usage
 
 
-__all__ = ["validate"]
+def refuse_signed(body: dict[str, Any]) -> None:
+    """The signed protocol lives on /v1/chat/completions only: a body with
+    ``d``/``t``/``s`` on another endpoint is a 400."""
+    if has_signature_fields(body):
+        raise GatewayError(
+            400,
+            "signed requests (d, t, s) are accepted on /v1/chat/completions only",
+            code="signature_malformed",
+        )
+
+
+def cap_tokens(body: dict[str, Any], cap: int) -> None:
+    """``--max-tokens-cap``: lower the limit the client gave, or set one.
+
+    Newer clients send only ``max_completion_tokens`` (some models require it
+    instead of ``max_tokens``), so that one is lowered when present.
+    """
+    if isinstance(body.get("max_completion_tokens"), int):
+        body["max_completion_tokens"] = min(cap, body["max_completion_tokens"])
+        if isinstance(body.get("max_tokens"), int):
+            body["max_tokens"] = min(cap, body["max_tokens"])
+    elif not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > cap:
+        body["max_tokens"] = cap
+
+
+__all__ = ["cap_tokens", "refuse_signed", "validate", "validate_completions"]

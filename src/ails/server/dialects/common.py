@@ -55,6 +55,10 @@ def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what
     if name not in body:
         raise GatewayError(400, f"{name}: field required", param=name)
     value = body[name]
+    if type(value) is float and value.is_integer() and int in _tuple(kind):
+        # JSON Schema's "integer" is any number without a fraction (1e3, 2.0),
+        # as on the chat path: taken as the integer.
+        value = body[name] = int(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
         raise GatewayError(400, f"{name}: must be {what}", param=name)
     return value

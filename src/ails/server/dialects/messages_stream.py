@@ -8,6 +8,7 @@ stopped (without ``content_block_stop`` Claude Code prints an empty answer).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ails.server.dialects.common import DialectEvent, json_string, load_arguments, new_id
@@ -35,10 +36,25 @@ _ERROR_TYPES = {
 }
 
 
-def error_status_and_body(status: int, message: str) -> tuple[int, dict[str, Any]]:
+#: OpenAI's wording of a prompt over the context (the embedded model's too).
+_CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?resulted in (\d+) tokens")
+
+
+def error_status_and_body(
+    status: int, message: str, code: str | None = None
+) -> tuple[int, dict[str, Any]]:
     """An error as Anthropic sends it. A backend that is down or a full queue
     is 529 ``overloaded_error`` (which Anthropic's SDKs retry); the gateway's
-    own 415 and 421 keep their status."""
+    own 415 and 421 keep their status. A prompt over the context is said as
+    Anthropic says it (``prompt is too long: N tokens > M maximum``), which
+    Claude Code reads to compact its history."""
+    if code == "context_length_exceeded":
+        numbers = _CONTEXT_NUMBERS.search(message)
+        if numbers is not None:
+            limit, given = numbers.groups()
+            message = f"prompt is too long: {given} tokens > {limit} maximum ({message})"
+        else:
+            message = f"prompt is too long: {message}"
     if status in (502, 503):
         status = 529
     elif status >= 500 and status not in _ERROR_TYPES:

@@ -1,20 +1,11 @@
-"""The request side of ``/openapi.json``: the chat request schema, with the
-fields the gateway itself checks spelled out (``required`` matches
-:mod:`ails.server.validation`), and the shared reference helpers."""
+"""The chat request schema of ``/openapi.json``, with the fields the gateway
+itself checks spelled out (``required`` matches :mod:`ails.server.validation`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_REF = "#/components/schemas/"
-
-
-def ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def error_response_schema(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+from ails.server.openapi.common import passed_on, ref
 
 
 def chat_request_schema(max_messages: int) -> dict[str, Any]:
@@ -92,7 +83,3 @@ def chat_request_schema(max_messages: int) -> dict[str, Any]:
             },
         },
     }
-
-
-def passed_on(description: str) -> dict[str, Any]:
-    return {"description": f"{description} Passed on untouched; the backend validates it."}
