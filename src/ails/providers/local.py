@@ -24,9 +24,10 @@ from typing import Any, ClassVar, TypeVar
 
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
+from ails.local.count import count_prompt_tokens
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, get_runtime, loaded
-from ails.providers.base import ChunkStream, Provider, Timeouts
+from ails.providers.base import ChunkStream, Provider, Timeouts, TokenCount
 
 T = TypeVar("T")
 
@@ -126,15 +127,7 @@ class LocalProvider(Provider):
         ``stream`` is accepted for compatibility: the answer is always streamed
         internally and always ends with usage. Chunks carry ``model`` as given.
         """
-        names = self.model_names()
-        if model not in names:
-            raise NotFound(
-                f"the local provider has no model {model!r}; it serves {', '.join(names)} "
-                "(set model_path or AILS_LOCAL_MODEL for another GGUF file)",
-                status=404,
-                provider=self.name,
-                code="model_not_found",
-            )
+        self._check_model(model)
         params = {k: v for k, v in locals().items() if k not in _NOT_PARAMS}
         params.update(other)
         # Checked before the model loads: a bad request costs nothing.
@@ -144,8 +137,35 @@ class LocalProvider(Provider):
             runtime.server, plan, model=model, provider=self.name, timeouts=self.timeouts
         )
 
+    async def count_tokens(
+        self, model: str, messages: list[Any], **params: Any
+    ) -> TokenCount | None:
+        """The chat-templated prompt (tools included) in the model's own tokens."""
+        self._check_model(model)
+        runtime = await self.load()
+        tokens = await count_prompt_tokens(
+            runtime.server,
+            messages,
+            params.get("tools"),
+            slots=runtime.parallel,
+            provider=self.name,
+            timeouts=self.timeouts,
+        )
+        return TokenCount(tokens, exact=True)
 
-_NOT_PARAMS = frozenset({"self", "model", "messages", "other", "names"})
+    def _check_model(self, model: str) -> None:
+        names = self.model_names()
+        if model not in names:
+            raise NotFound(
+                f"the local provider has no model {model!r}; it serves {', '.join(names)} "
+                "(set model_path or AILS_LOCAL_MODEL for another GGUF file)",
+                status=404,
+                provider=self.name,
+                code="model_not_found",
+            )
+
+
+_NOT_PARAMS = frozenset({"self", "model", "messages", "other"})
 
 
 async def _in_thread(fn: Callable[[Settings], T], arg: Settings) -> T:
