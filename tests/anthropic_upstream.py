@@ -2,8 +2,9 @@
 for testing the ``anthropic`` provider: a real aiohttp server on 127.0.0.1 in
 its own thread. Nothing in the tests talks to the real service.
 
-What it checks, as the reference describes the service: ``x-api-key`` (401
-``authentication_error`` when missing or wrong), ``anthropic-version`` (400
+What it checks, as the reference describes the service: the key in
+``x-api-key`` (or ``Authorization: Bearer``, which the pinned official SDK
+sends; 401 ``authentication_error`` when missing or wrong), ``anthropic-version`` (400
 without it), a JSON body, ``model`` in its list (404 ``not_found_error``),
 ``max_tokens`` an integer >= 1 (400 ``invalid_request_error``), ``messages``
 with roles ``user``/``assistant`` only, known content block types, every
@@ -156,6 +157,9 @@ class AnthropicUpstream:
 
     def _check_headers(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
+        bearer = request.headers.get("authorization", "")
+        if key is None and bearer.startswith("Bearer "):
+            key = bearer[len("Bearer ") :]  # what the pinned official SDK sends
         if key is None:
             raise Refusal(401, "authentication_error", "x-api-key header is required")
         if key != self.api_key:
