@@ -43,6 +43,8 @@ Scripted failures, by model name (each name must be in ``models``):
 ``midstream_error:N``    streamed: N words, then an ``error`` event
                          (``overloaded_error``) and the end of the body
 ``cut:N``                streamed: N words, then the body ends (no message_stop)
+``pings:SECONDS``        streamed: after the first word, only ``ping`` events every
+                         0.1 s for SECONDS, then the rest
 =======================  ============================================================
 
 ``GET /v1/models`` pages its list Anthropic's way (``limit``, ``after_id``,
@@ -266,6 +268,8 @@ class AnthropicUpstream:
         await send({"type": "message_start", "message": start})
         kind, _, arg = str(body["model"]).partition(":")
         words_left = int(arg) if kind in ("midstream_error", "cut") else None
+        if kind == "pings":
+            words_left = 1
         for index, block in enumerate(plan.blocks):
             empty = (
                 {"type": "text", "text": ""} if block["type"] == "text" else {**block, "input": {}}
@@ -275,12 +279,18 @@ class AnthropicUpstream:
                 await send({"type": "ping"})
             for delta in _deltas(block):
                 if words_left is not None:
-                    if words_left == 0:
+                    if words_left == 0 and kind == "pings":
+                        for _ in range(int(float(arg) * 10)):
+                            await send({"type": "ping"})
+                            await asyncio.sleep(0.1)
+                        words_left = None
+                    elif words_left == 0:
                         if kind == "midstream_error":
                             await send(error_body("overloaded_error", "Overloaded (mid-stream)"))
                         await resp.write_eof()
                         return resp
-                    words_left -= 1
+                    else:
+                        words_left -= 1
                 await send({"type": "content_block_delta", "index": index, "delta": delta})
             await send({"type": "content_block_stop", "index": index})
         await send({"type": "message_delta",

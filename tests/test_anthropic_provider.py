@@ -28,7 +28,8 @@ from cli_helpers import clean_env, run
 
 KEY = "sk-ant-local-test-0123"
 MODELS = ["claude-test", "claude-b", "claude-c", "claude-d", "overloaded", "overloaded:1",
-          "rate_limited:1:0", "rate_limited:1:7", "midstream_error:2", "cut:2"]  # fmt: skip
+          "rate_limited:1:0", "rate_limited:1:7", "midstream_error:2", "cut:2",
+          "pings:3"]  # fmt: skip
 WEATHER = {
     "type": "function",
     "function": {
@@ -188,6 +189,17 @@ def test_mid_stream_error_event_and_cut_stream_raise(up: AnthropicUpstream) -> N
         )
         with pytest.raises(ProtocolError, match="message_stop"):
             list(cut)
+
+
+def test_pings_are_not_content_for_the_idle_limit(up: AnthropicUpstream) -> None:
+    providers = {"anthropic": {"base_url": up.url, "api_key": KEY}}
+    with ails.Client(providers=providers, max_retries=0, idle_timeout=0.5) as c:
+        stream = c.chat.completions.create(
+            model="anthropic/pings:3", messages=hi("a b c"), stream=True
+        )
+        with pytest.raises(ails.Timeout) as info:
+            list(stream)
+    assert info.value.kind == "idle"
 
 
 async def test_models_are_listed_across_pages(up: AnthropicUpstream) -> None:
