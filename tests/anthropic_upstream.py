@@ -43,6 +43,8 @@ Scripted failures, by model name (each name must be in ``models``):
 ``midstream_error:N``    streamed: N words, then an ``error`` event
                          (``overloaded_error``) and the end of the body
 ``cut:N``                streamed: N words, then the body ends (no message_stop)
+``badshape``             a message whose content block is a string (not an object);
+                         streamed: a ``content_block_start`` whose index is text
 ``pings:SECONDS``        streamed: after the first word, only ``ping`` events every
                          0.1 s for SECONDS, then the rest
 =======================  ============================================================
@@ -238,9 +240,26 @@ class AnthropicUpstream:
         except Refusal as r:
             return _refuse(r)
         plan = plan_answer(body)
+        if body["model"] == "badshape":
+            return await self._bad_shape(request, body, plan)
         if body.get("stream") is True:
             return await self._stream(request, body, plan)
         return web.json_response(_message(body, plan, plan.blocks))
+
+    async def _bad_shape(
+        self, request: web.Request, body: dict[str, Any], plan: Plan
+    ) -> web.StreamResponse:
+        if body.get("stream") is not True:
+            return web.json_response(_message(body, plan, ["not a block"]))  # type: ignore[list-item]
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        start = {"type": "message_start", "message": _message(body, plan, [])}
+        block = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+        bad = {"type": "content_block_start", "index": "first", "content_block": block}
+        for data in (start, bad):
+            await resp.write(f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode())
+        await resp.write_eof()
+        return resp
 
     def _scripted(self, model: str) -> None:
         kind, _, args = model.partition(":")

@@ -29,7 +29,7 @@ from cli_helpers import clean_env, run
 KEY = "sk-ant-local-test-0123"
 MODELS = ["claude-test", "claude-b", "claude-c", "claude-d", "overloaded", "overloaded:1",
           "rate_limited:1:0", "rate_limited:1:7", "midstream_error:2", "cut:2",
-          "pings:3"]  # fmt: skip
+          "pings:3", "badshape"]  # fmt: skip
 WEATHER = {
     "type": "function",
     "function": {
@@ -189,6 +189,17 @@ def test_mid_stream_error_event_and_cut_stream_raise(up: AnthropicUpstream) -> N
         )
         with pytest.raises(ProtocolError, match="message_stop"):
             list(cut)
+
+
+def test_an_answer_of_the_wrong_shape_is_a_protocol_error(up: AnthropicUpstream) -> None:
+    with client(up) as c:
+        with pytest.raises(ProtocolError, match="not what the Messages API sends"):
+            c.chat.completions.create(model="anthropic/badshape", messages=hi("x"))
+        stream = c.chat.completions.create(
+            model="anthropic/badshape", messages=hi("x"), stream=True
+        )
+        with pytest.raises(ProtocolError, match="not what the Messages API sends"):
+            list(stream)
 
 
 def test_pings_are_not_content_for_the_idle_limit(up: AnthropicUpstream) -> None:

@@ -24,14 +24,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import aiohttp
 import msgspec
 
-from ails.errors import AuthFailed, ProtocolError, ProviderError
+from ails.errors import AilsError, AuthFailed, ProtocolError, ProviderError
 from ails.providers import anthropic_wire as wire
 from ails.providers._http import DEFAULT_MAX_CONNECTIONS, HTTPProvider, SSEChunkStream
 from ails.providers.base import Batch, ChunkStream, Reply, Timeouts, TokenCount
 from ails.sse import Event
-from ails.types import Completion
+from ails.types import Chunk, Completion
 
 OFFICIAL_BASE_URL = "https://api.anthropic.com"
 #: The API version every request names (the SDKs' own, and the one this
@@ -54,13 +55,15 @@ class MessageEventStream(SSEChunkStream):
 
     END_SIGNAL = "message_stop"
 
-    def __init__(self, resp: Any, *, provider: str, timeouts: Timeouts, started: float) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, *, provider: str, timeouts: Timeouts, started: float
+    ) -> None:
         super().__init__(resp, provider=provider, timeouts=timeouts, started=started)
         self._events = wire.EventsToChunks(provider=provider)
 
-    def _decode(self, events: list[Event]) -> tuple[Batch, Any]:
-        chunks = []
-        error: ProviderError | ProtocolError | None = None
+    def _decode(self, events: list[Event]) -> tuple[Batch, AilsError | None]:
+        chunks: list[Chunk] = []
+        error: AilsError | None = None
         for ev in events:
             try:
                 data = _decode(ev.data)
@@ -77,6 +80,13 @@ class MessageEventStream(SSEChunkStream):
                 chunks.extend(self._events.feed(ev.event, data))
             except ProviderError as exc:
                 error = exc
+                break
+            except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong shape
+                error = ProtocolError(
+                    f"event {ev.event!r} is not what the Messages API sends: {exc!r}",
+                    provider=self.provider,
+                    code="invalid_chunk",
+                )
                 break
             if self._events.finished:
                 self._done = self._finished = True
@@ -190,7 +200,14 @@ class AnthropicProvider(HTTPProvider):
             raise ProtocolError(
                 "answer is not a Messages API message", provider=self.name, code="invalid_message"
             )
-        return Reply(wire.message_to_completion(message))
+        try:
+            return Reply(wire.message_to_completion(message))
+        except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong shape
+            raise ProtocolError(
+                f"answer is not what the Messages API sends: {exc!r}",
+                provider=self.name,
+                code="invalid_message",
+            ) from None
 
     async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
         return (await self.reply(model, messages, **params)).completion
