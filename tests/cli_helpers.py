@@ -2,7 +2,7 @@
 
 Every run gets a private ``AILS_HOME`` (config, logs, keys), the test upstream
 as ``OPENAI_BASE_URL`` and nothing from the developer's own environment that
-could change the outcome (``AILS_*``, ``OPENAI_*``, ``NO_COLOR``).
+could change the outcome (``AILS_*``, ``OPENAI_*``, ``ANTHROPIC_*``, ``NO_COLOR``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def clean_env(home: Path, base_url: str | None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AILS_", "OPENAI_")) and k not in ("NO_COLOR", "PYTHONWARNINGS")
+        if not k.startswith(("AILS_", "OPENAI_", "ANTHROPIC_"))
+        and k not in ("NO_COLOR", "PYTHONWARNINGS")
     }
     env["AILS_HOME"] = str(home)
     env["AILS_DISABLE_PLUGINS"] = "1"

@@ -199,3 +199,40 @@ def test_a_prompt_over_the_context_is_a_400_in_each_dialect(gw: Gateway) -> None
         assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
         assert body["error"]["message"].startswith("prompt is too long: ")
         assert "> 4096 maximum" in body["error"]["message"]
+
+
+def _runtime_count(prompt: str) -> int:
+    """The embedded model's tokenizer on a prompt rendered here, through the
+    runtime's raw completions handler (not the code the gateway uses): the
+    usage of a one-token completion, or the count in its refusal of a prompt
+    longer than the context."""
+    from ails.local.runtime import Settings, get_runtime
+
+    runtime = get_runtime(Settings(n_ctx=512, parallel=1))
+    answer = runtime.server.handle_completions({"prompt": prompt, "n_predict": 1})
+    if "error" in answer:
+        return int(answer["error"]["n_prompt_tokens"])
+    return int(answer["usage"]["prompt_tokens"])
+
+
+def test_count_tokens_is_the_embedded_models_tokenizer(gw: Gateway) -> None:
+    """Exact: the chat-templated prompt in the model's own tokens, for a prompt
+    that fits the context and one that does not (Claude Code's do not)."""
+    claude = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    for text in ("How many tokens is this question?", "hello there, " * 1500):
+        raw = claude.messages.with_raw_response.count_tokens(
+            model="local/default", system="Be brief.", messages=[{"role": "user", "content": text}]
+        )
+        assert raw.headers["x-ails-token-count"] == "exact"
+        # Qwen's chat template (ChatML), rendered by hand.
+        prompt = (
+            "<|im_start|>system\nBe brief.<|im_end|>\n"
+            f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        )
+        assert raw.parse().input_tokens == _runtime_count(prompt)
+    schema = {"type": "object", "properties": {"word": {"type": "string"}}}
+    tool: Any = {"name": "lookup", "description": "Look a word up", "input_schema": schema}
+    hi: Any = [{"role": "user", "content": "hi"}]
+    bare = claude.messages.count_tokens(model="local/default", messages=hi).input_tokens
+    tooled = claude.messages.count_tokens(model="local/default", messages=hi, tools=[tool])
+    assert tooled.input_tokens > bare + 10  # the template renders the tools

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ails.errors import AilsError, BadRequest, ProtocolError, ProviderError, Timeout
 from ails.providers import registry
-from ails.providers.base import ChunkStream, Provider, Reply, Timeouts
+from ails.providers.base import ChunkStream, Provider, Reply, Timeouts, TokenCount
 from ails.types import ChatRequest, Completion
 
 log = logging.getLogger("ails.router")
@@ -145,6 +145,19 @@ class Router:
             return await provider.reply(model, request.messages, **params)
 
         return await self.run(request.model, attempt, params=_params_of(request))
+
+    async def count_tokens(self, request: ChatRequest) -> TokenCount | None:
+        """The prompt's size by the backend that would answer it (retried like
+        an answer), or ``None`` when that backend cannot count."""
+
+        async def attempt(
+            provider: Provider, model: str, params: dict[str, Any]
+        ) -> TokenCount | None:
+            return await provider.count_tokens(model, request.messages, **params)
+
+        # Only what changes the prompt: the messages and the tools.
+        tools = {"tools": request.tools} if request.tools else {}
+        return await self.run(request.model, attempt, params=lambda provider: dict(tools))
 
     def targets(self, model: str | None) -> list[str | tuple[Provider, str]]:
         """What to try, in order: the model, then the fallbacks. A subclass (the

@@ -15,7 +15,7 @@ import email.utils
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -192,6 +192,13 @@ class HTTPProvider(Provider):
         """Headers for one request; subclasses add auth."""
         return dict(self.extra_headers)
 
+    def error_from_response(
+        self, status: int, raw: bytes, retry_after: float | None
+    ) -> ProviderError:
+        """An error answer as an ails error; a provider whose upstream shapes
+        its errors otherwise (Anthropic's ``error.type``) overrides this."""
+        return error_from_body(status, raw, provider=self.name, retry_after=retry_after)
+
     async def post(
         self, path: str, body: dict[str, Any], *, streaming: bool
     ) -> tuple[aiohttp.ClientResponse, float]:
@@ -239,14 +246,20 @@ class HTTPProvider(Provider):
                 raw = b""
             finally:
                 resp.close()
-            raise error_from_body(
-                resp.status, raw, provider=self.name, retry_after=parse_retry_after(resp.headers)
-            )
+            raise self.error_from_response(resp.status, raw, parse_retry_after(resp.headers))
         return resp, started
 
     async def open_sse(
-        self, path: str, body: dict[str, Any], *, decode: Callable[[str], Chunk] | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream_type: type[SSEChunkStream] = SSEChunkStream,
+        decode: Callable[[str], Chunk] | None = None,
     ) -> SSEChunkStream:
+        """POST for an event stream; ``stream_type`` reads its events (OpenAI
+        chunks by default; another upstream's event format in a subclass);
+        ``decode`` reads an OpenAI stream of another object (text completions)."""
         resp, started = await self.post(path, body, streaming=True)
         ctype = resp.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
@@ -262,9 +275,11 @@ class HTTPProvider(Provider):
                 provider=self.name,
                 code="not_event_stream",
             )
-        return SSEChunkStream(
-            resp, provider=self.name, timeouts=self.timeouts, started=started, decode=decode
-        )
+        if decode is not None:
+            return SSEChunkStream(
+                resp, provider=self.name, timeouts=self.timeouts, started=started, decode=decode
+            )
+        return stream_type(resp, provider=self.name, timeouts=self.timeouts, started=started)
 
     async def post_for_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, Any]:
         """POST for a whole JSON answer: its bytes as received and its top-level
@@ -297,6 +312,47 @@ class HTTPProvider(Provider):
         if probe.error is not None:
             raise in_band_error(probe.error, provider=self.name)
         return raw, probe
+
+    async def get_json(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        """GET a JSON answer (a model list), decoded, within the total time
+        limit; an error status raised as :meth:`error_from_response` maps it."""
+        url = f"{self.base_url}{path}"
+        try:
+            status, raw, cut, retry_after = await _within(
+                self._get(url, query), self.timeouts.total
+            )
+        except asyncio.TimeoutError:
+            raise Timeout(
+                f"no answer from {url} within {self.timeouts.total:g} s",
+                kind="total",
+                provider=self.name,
+            ) from None
+        except _CONNECTION_ERRORS as exc:
+            raise UpstreamUnavailable(
+                f"cannot reach {url}: {exc.__class__.__name__}: {exc}",
+                provider=self.name,
+                code=CONNECTION_FAILED,
+            ) from exc
+        if status >= 400:
+            raise self.error_from_response(status, raw[:MAX_ERROR_BODY], retry_after)
+        if cut:
+            raise ProtocolError(
+                f"answer is larger than {MAX_JSON_BODY} bytes", provider=self.name, code="too_large"
+            )
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(
+                f"answer from {url} is not JSON: {exc}", provider=self.name, code="invalid_json"
+            ) from None
+
+    async def _get(
+        self, url: str, query: Mapping[str, str] | None
+    ) -> tuple[int, bytes, bool, float | None]:
+        headers = self.request_headers()
+        async with self.session().get(url, headers=headers, params=query) as resp:
+            raw, cut = await read_limited(resp, MAX_JSON_BODY)
+            return resp.status, raw, cut, parse_retry_after(resp.headers)
 
     async def reply_json(self, path: str, body: dict[str, Any]) -> Reply:
         """POST for a whole ``chat.completion``; keep its bytes, decode the

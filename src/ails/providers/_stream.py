@@ -49,7 +49,15 @@ class SSEChunkStream(ChunkStream):
 
     The deadlines run on one timer handle that re-arms itself, so the hot path
     only stores a timestamp per read with content: no ``wait_for`` per read.
+
+    The events are OpenAI chunks here; an upstream with events of its own
+    (Anthropic's) subclasses this and overrides :meth:`_decode`, keeping the
+    deadlines, the reads and the truncation rule. Events that make no chunk
+    (Anthropic's ``ping``) are not content: they do not reset the idle limit.
     """
+
+    #: What a complete stream ends with, for the truncation error.
+    END_SIGNAL = "[DONE] or a finish_reason"
 
     __slots__ = (
         "_closed",
@@ -168,8 +176,8 @@ class SSEChunkStream(ChunkStream):
                 if self._finished:
                     raise StopAsyncIteration
                 raise ProtocolError(
-                    f"stream ended after {self.chunks_seen} chunks without [DONE] "
-                    "or a finish_reason (truncated answer)",
+                    f"stream ended after {self.chunks_seen} chunks without "
+                    f"{self.END_SIGNAL} (truncated answer)",
                     provider=self.provider,
                     code="stream_truncated",
                 )
@@ -191,7 +199,8 @@ class SSEChunkStream(ChunkStream):
                     self._pending = error
                     return batch
                 raise error
-            self._last_content = self._loop.time()
+            if batch:
+                self._last_content = self._loop.time()
             if self._done:
                 await self.aclose()
                 if not batch:

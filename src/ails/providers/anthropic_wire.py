@@ -13,6 +13,7 @@ block index is translated to a call index here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -241,6 +242,22 @@ def error_from_body(status: int, body: Any, *, provider: str) -> ProviderError:
     return error_for_status(status, message, provider=provider, body=body, code=error.get("type"))
 
 
+def model_entry(model: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic ``/v1/models`` entry as an OpenAI one: ``created`` from the
+    RFC 3339 ``created_at`` (Unix seconds), ``display_name`` kept."""
+    from datetime import datetime
+
+    entry: dict[str, Any] = {"id": str(model["id"]), "object": "model", "owned_by": "anthropic"}
+    created = model.get("created_at")
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):  # a date we cannot read: no created
+            when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+            entry["created"] = int(when.timestamp())
+    if isinstance(model.get("display_name"), str):
+        entry["display_name"] = model["display_name"]
+    return entry
+
+
 class EventsToChunks:
     """Anthropic stream events in (name and decoded data), chunks out."""
 
@@ -317,4 +334,5 @@ __all__ = [
     "error_from_body",
     "message_to_completion",
     "messages_body",
+    "model_entry",
 ]

@@ -47,6 +47,15 @@ class Timeouts:
     total: float | None = 600.0
 
 
+@dataclass(frozen=True)
+class TokenCount:
+    """How many tokens a request's prompt is, by the backend's own tokenizer
+    (``exact``), or by a rule of thumb (not exact)."""
+
+    tokens: int
+    exact: bool
+
+
 class Batch(list[Chunk]):
     """The chunks of one read, and each one's JSON text as it was received.
 
@@ -207,6 +216,14 @@ class Provider(ABC):
         finally:
             await stream.aclose()
         return Reply(completion_from_chunks(chunks))
+
+    async def count_tokens(
+        self, model: str, messages: list[Any], **params: Any
+    ) -> TokenCount | None:
+        """The prompt's size in the backend's tokens (the messages as the model
+        would see them, ``tools`` included), or ``None`` when this provider
+        cannot count: a caller then estimates, and says it is an estimate."""
+        return None
 
     async def list_models(self) -> list[str]:
         """Models this provider can serve now; remote providers ask their endpoint."""

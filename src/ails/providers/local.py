@@ -25,10 +25,11 @@ from typing import Any, ClassVar, TypeVar
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
 from ails.local.bridge import LocalStream
+from ails.local.count import count_prompt_tokens
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, get_runtime, loaded
 from ails.local.text_params import plan_text
-from ails.providers.base import ChunkStream, Provider, Timeouts
+from ails.providers.base import ChunkStream, Provider, Timeouts, TokenCount
 
 T = TypeVar("T")
 
@@ -160,6 +161,22 @@ class LocalProvider(Provider):
             await stream.aclose()
             raise
         return stream
+
+    async def count_tokens(
+        self, model: str, messages: list[Any], **params: Any
+    ) -> TokenCount | None:
+        """The chat-templated prompt (tools included) in the model's own tokens."""
+        self._check_model(model)
+        runtime = await self.load()
+        tokens = await count_prompt_tokens(
+            runtime.server,
+            messages,
+            params.get("tools"),
+            slots=runtime.parallel,
+            provider=self.name,
+            timeouts=self.timeouts,
+        )
+        return TokenCount(tokens, exact=True)
 
     def _check_model(self, model: str) -> None:
         names = self.model_names()

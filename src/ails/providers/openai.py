@@ -11,16 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import msgspec
-
 from ails.errors import AuthFailed, ProtocolError
-from ails.providers._http import (
-    DEFAULT_MAX_CONNECTIONS,
-    MAX_JSON_BODY,
-    HTTPProvider,
-    error_from_body,
-    read_limited,
-)
+from ails.providers._http import DEFAULT_MAX_CONNECTIONS, HTTPProvider
 from ails.providers.base import ChunkStream, Reply, Timeouts
 from ails.types import Completion, text_chunk, text_completion
 
@@ -139,12 +131,7 @@ class OpenAIProvider(HTTPProvider):
 
     async def list_model_objects(self) -> list[dict[str, Any]]:
         """The endpoint's own ``/models`` entries (those with an ``id``)."""
-        headers = self.request_headers()
-        async with self.session().get(f"{self.base_url}/models", headers=headers) as resp:
-            raw, _ = await read_limited(resp, MAX_JSON_BODY)
-            if resp.status >= 400:
-                raise error_from_body(resp.status, raw, provider=self.name)
-        data = msgspec.json.decode(raw)
+        data = await self.get_json("/models")
         items = data.get("data", []) if isinstance(data, dict) else []
         return [m for m in items if isinstance(m, dict) and "id" in m]
 

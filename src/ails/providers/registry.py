@@ -28,6 +28,7 @@ BUILTINS: dict[str, str] = {
     "local": "ails.providers.local:LocalProvider",
     "openai": "ails.providers.openai:OpenAIProvider",
     "signed": "ails.providers.signed:SignedProvider",
+    "anthropic": "ails.providers.anthropic:AnthropicProvider",
 }
 
 #: The default model of the library, the CLI and the gateway.

@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import web
 
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, TokenCount
 from ails.server.auth import Caller, bearer_token
 from ails.server.dialects import (
     messages_request,
@@ -190,9 +190,10 @@ class DialectRoutes:
         return await self._pump(request, stream, headers, start, out.feed, out.finish, fail)
 
     async def _count_tokens(self, original: web.Request) -> web.StreamResponse:
-        """An estimate (no backend here exposes its tokenizer yet), said so in
-        ``x-ails-token-count``: the translated prompt's JSON bytes over
-        :data:`BYTES_PER_TOKEN`, which errs high for English prose."""
+        """The backend's own count where it has one (the embedded model's
+        tokenizer, an Anthropic upstream's count_tokens): ``x-ails-token-count:
+        exact``. Otherwise an estimate, said so: the translated prompt's JSON
+        bytes over :data:`BYTES_PER_TOKEN`, which errs high for English prose."""
         request = _with_api_key(original)
         holder: list[messages_request.MessagesRequest] = []
 
@@ -205,9 +206,16 @@ class DialectRoutes:
         admitted = await self.gateway.admission.admit(request, validate)
         original["caller"] = request.get("caller")
         chat = holder[0].chat
-        size = len(_encode([chat["messages"], chat.get("tools", [])]))
-        body = {"input_tokens": max(1, math.ceil(size / BYTES_PER_TOKEN))}
-        headers = {**admitted.headers, "x-ails-token-count": "estimate"}
+        try:
+            counted = await self.gateway.router.count_tokens(self.gateway.chat_request(chat))
+        except AilsError as exc:
+            raise self.gateway.failure(exc, admitted.headers) from None
+        if counted is None:
+            size = len(_encode([chat["messages"], chat.get("tools", [])]))
+            counted = TokenCount(max(1, math.ceil(size / BYTES_PER_TOKEN)), exact=False)
+        body = {"input_tokens": counted.tokens}
+        kind = "exact" if counted.exact else "estimate"
+        headers = {**admitted.headers, "x-ails-token-count": kind}
         return web.Response(body=_encode(body), content_type=JSON_TYPE, headers=headers)
 
     # -- OpenAI Responses ----------------------------------------------------------------------
