@@ -202,7 +202,6 @@ async def _serve(config: GatewayConfig) -> None:
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     click.echo(f"ails: starting {', '.join(names)}... (event loop: {loop})", err=True)
     app = build_app(gateway, ui=config.ui)
-    app.middlewares.insert(0, guard.middleware)  # outermost: it marks each request
     runner = web.AppRunner(
         # The app opens the gateway's backends in setup() and closes them in
         # cleanup() (its cleanup context).

@@ -374,7 +374,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
-    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[request_middleware])
+    app = web.Application(
+        client_max_size=gateway.max_body_bytes,
+        middlewares=[request_middleware(gateway.security)],
+    )
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,7 +40,6 @@ from ails.wire import error_json
 
 log = logging.getLogger("ails.server")
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
@@ -108,20 +107,6 @@ class ConnectionGuard:
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for ``loop.create_server`` around aiohttp's."""
         return lambda: _Guarded(self, factory)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        """Tells the connection that its head has arrived (and, later, that the
-        request is over). Must be the outermost middleware: it never raises."""
-        transport = request.transport
-        conn = transport.get_protocol() if transport is not None else None
-        if not isinstance(conn, _Guarded):  # a test client's app: nothing to track
-            return await handler(request)
-        conn.request_started(request)
-        try:
-            return await handler(request)
-        finally:
-            conn.request_ended(request)
 
     def handle_loop_exception(
         self, loop: asyncio.AbstractEventLoop, context: Mapping[str, Any]
@@ -314,8 +299,18 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
+def guarded(request: web.Request) -> _Guarded | None:
+    """The guarded connection a request came on, which the gateway's
+    middleware tells when the request's head has arrived and when it is over
+    (``None``: a test client's app, nothing to track)."""
+    transport = request.transport
+    conn = transport.get_protocol() if transport is not None else None
+    return conn if isinstance(conn, _Guarded) else None
+
+
 __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionStats",
+    "guarded",
 ]
