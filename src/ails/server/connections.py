@@ -185,7 +185,11 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.state = _IDLE
+        #: When the current state's deadline passes (None: none runs).
+        self.deadline: float | None = None
+        #: One timer per connection, re-armed lazily (see :meth:`_enter`).
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     # -- asyncio's calls, passed on --------------------------------------------
 
@@ -258,11 +262,21 @@ class _Guarded(asyncio.Protocol):
     # -- the deadlines -------------------------------------------------------------
 
     def _enter(self, state: int, timeout: float | None) -> None:
-        self._cancel()
+        # Every request enters three states; a timer armed and cancelled for
+        # each would cost two timer handles per request. Instead a state only
+        # sets its deadline, and the one timer, when it fires, acts on the
+        # deadline then in force or re-arms for it; it is re-armed at once only
+        # when a deadline comes sooner than the time it is set for.
         self.state = state
-        if timeout is not None and self.transport is not None:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(timeout, self._expired)
+        if timeout is None or self.transport is None:
+            self.deadline = None
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.deadline = loop.time() + timeout
+        if self.timer is None or deadline < self.timer_at:
+            self._cancel()
+            self.timer = loop.call_at(deadline, self._expired)
+            self.timer_at = deadline
 
     def _cancel(self) -> None:
         if self.timer is not None:
@@ -272,7 +286,14 @@ class _Guarded(asyncio.Protocol):
     def _expired(self) -> None:
         self.timer = None
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # A later state's deadline: not yet (a timer may fire a little early,
+        # within the loop's clock resolution: that is not "later").
+        if loop.time() + 0.001 < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._expired)
+            self.timer_at = self.deadline
             return
         guard = self.guard
         if self.state == _HEAD:
