@@ -211,6 +211,9 @@ class Gateway:
             meter = UsageMeter(chat_request.messages)
         try:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+            # The head goes out with the first batch, in one send, not alone
+            # before it (aiohttp sends a stream's head at once by default).
+            resp._send_headers_immediately = False
             try:
                 await resp.prepare(request)
                 nothing = await self._pump(
@@ -242,12 +245,16 @@ class Gateway:
         before writing anything."""
         write = resp.write
         wrote = False
+        last = b""
         try:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
                 # Chunks ails made say the name asked for; received ones are as sent.
                 data = frame_batch(batch, include_usage=include_usage, model=model)
+                if stream.ended:  # the last batch: sent with the end, in one write
+                    last = data
+                    break
                 if data:
                     wrote = True
                     await write(data)
@@ -261,8 +268,8 @@ class Gateway:
             end = stream_error_event(exc, self.redact) + DONE
         else:
             end = DONE
-        # The end marker and the end of the body in one send.
-        await resp.write_eof(end)
+        # The last batch, the end marker and the end of the body in one send.
+        await resp.write_eof(last + end)
         return end is not DONE and not wrote
 
     # -- embeddings: passed through to a backend that serves them -----------------
