@@ -168,13 +168,10 @@ class Gateway:
     def chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
             cap_tokens(body, self.max_tokens_cap)
-        known: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in body.items():
-            if key in _REQUEST_FIELDS:
-                known[key] = value
-            else:
-                extra[key] = value
+        if body.keys() <= _REQUEST_FIELDS:  # the usual body: nothing unknown
+            return ChatRequest(**body)
+        known = {k: v for k, v in body.items() if k in _REQUEST_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}
         return ChatRequest(**known, extra=extra)
 
     def failure(self, exc: AilsError, headers: dict[str, str]) -> GatewayError:
