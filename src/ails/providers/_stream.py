@@ -208,6 +208,11 @@ class SSEChunkStream(ChunkStream):
             if batch:
                 return batch
 
+    @property
+    def ended(self) -> bool:
+        # [DONE] was read with the last batch, and no error waits to be raised.
+        return self._done and self._pending is None
+
     def _decode(self, events: list[Event]) -> tuple[Batch, AilsError | None]:
         # Each chunk's text is kept beside it (it exists anyway: a reference,
         # not a copy), so a gateway forwards what the upstream sent.

@@ -123,6 +123,13 @@ class ChunkStream(ABC):
     async def aclose(self) -> None:
         """Release the connection or stop generation; safe to call twice."""
 
+    @property
+    def ended(self) -> bool:
+        """True when the batch just returned is known to be the last one (the
+        stream's end marker came with it), so a caller can send its own end
+        in the same write. False when that is not known yet."""
+        return False
+
 
 class Provider(ABC):
     """Base of every provider. Subclasses set the metadata and ``connect``."""

@@ -169,13 +169,10 @@ class Gateway:
     def chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
             cap_tokens(body, self.max_tokens_cap)
-        known: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in body.items():
-            if key in _REQUEST_FIELDS:
-                known[key] = value
-            else:
-                extra[key] = value
+        if body.keys() <= _REQUEST_FIELDS:  # the usual body: nothing unknown
+            return ChatRequest(**body)
+        known = {k: v for k, v in body.items() if k in _REQUEST_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}
         return ChatRequest(**known, extra=extra)
 
     def failure(self, exc: AilsError, headers: dict[str, str]) -> GatewayError:
@@ -238,6 +235,9 @@ class Gateway:
             meter = UsageMeter(prompt)
         try:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+            # The head goes out with the first batch, in one send, not alone
+            # before it (aiohttp sends a stream's head at once by default).
+            resp._send_headers_immediately = False
             try:
                 await resp.prepare(request)
                 nothing = await self._pump(resp, stream, include_usage, rid, meter, model, encode)
@@ -268,12 +268,16 @@ class Gateway:
         before writing anything."""
         write = resp.write
         wrote = False
+        last = b""
         try:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
                 # Chunks ails made say the name asked for; received ones are as sent.
                 data = frame_batch(batch, include_usage=include_usage, model=model, encode=encode)
+                if stream.ended:  # the last batch: sent with the end, in one write
+                    last = data
+                    break
                 if data:
                     wrote = True
                     await write(data)
@@ -287,8 +291,8 @@ class Gateway:
             end = stream_error_event(exc, self.redact) + DONE
         else:
             end = DONE
-        # The end marker and the end of the body in one send.
-        await resp.write_eof(end)
+        # The last batch, the end marker and the end of the body in one send.
+        await resp.write_eof(last + end)
         return end is not DONE and not wrote
 
     # -- the other endpoints -----------------------------------------------------
@@ -356,7 +360,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
-    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[request_middleware])
+    app = web.Application(
+        client_max_size=gateway.max_body_bytes,
+        middlewares=[request_middleware(gateway.security)],
+    )
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)

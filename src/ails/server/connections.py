@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,7 +40,6 @@ from ails.wire import error_json
 
 log = logging.getLogger("ails.server")
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
@@ -108,20 +107,6 @@ class ConnectionGuard:
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for ``loop.create_server`` around aiohttp's."""
         return lambda: _Guarded(self, factory)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        """Tells the connection that its head has arrived (and, later, that the
-        request is over). Must be the outermost middleware: it never raises."""
-        transport = request.transport
-        conn = transport.get_protocol() if transport is not None else None
-        if not isinstance(conn, _Guarded):  # a test client's app: nothing to track
-            return await handler(request)
-        conn.request_started(request)
-        try:
-            return await handler(request)
-        finally:
-            conn.request_ended(request)
 
     def handle_loop_exception(
         self, loop: asyncio.AbstractEventLoop, context: Mapping[str, Any]
@@ -200,7 +185,11 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.state = _IDLE
+        #: When the current state's deadline passes (None: none runs).
+        self.deadline: float | None = None
+        #: One timer per connection, re-armed lazily (see :meth:`_enter`).
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     # -- asyncio's calls, passed on --------------------------------------------
 
@@ -273,11 +262,21 @@ class _Guarded(asyncio.Protocol):
     # -- the deadlines -------------------------------------------------------------
 
     def _enter(self, state: int, timeout: float | None) -> None:
-        self._cancel()
+        # Every request enters three states; a timer armed and cancelled for
+        # each would cost two timer handles per request. Instead a state only
+        # sets its deadline, and the one timer, when it fires, acts on the
+        # deadline then in force or re-arms for it; it is re-armed at once only
+        # when a deadline comes sooner than the time it is set for.
         self.state = state
-        if timeout is not None and self.transport is not None:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(timeout, self._expired)
+        if timeout is None or self.transport is None:
+            self.deadline = None
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.deadline = loop.time() + timeout
+        if self.timer is None or deadline < self.timer_at:
+            self._cancel()
+            self.timer = loop.call_at(deadline, self._expired)
+            self.timer_at = deadline
 
     def _cancel(self) -> None:
         if self.timer is not None:
@@ -287,7 +286,14 @@ class _Guarded(asyncio.Protocol):
     def _expired(self) -> None:
         self.timer = None
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        # A later state's deadline: not yet (a timer may fire a little early,
+        # within the loop's clock resolution: that is not "later").
+        if loop.time() + 0.001 < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._expired)
+            self.timer_at = self.deadline
             return
         guard = self.guard
         if self.state == _HEAD:
@@ -314,8 +320,18 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
+def guarded(request: web.Request) -> _Guarded | None:
+    """The guarded connection a request came on, which the gateway's
+    middleware tells when the request's head has arrived and when it is over
+    (``None``: a test client's app, nothing to track)."""
+    transport = request.transport
+    conn = transport.get_protocol() if transport is not None else None
+    return conn if isinstance(conn, _Guarded) else None
+
+
 __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionStats",
+    "guarded",
 ]

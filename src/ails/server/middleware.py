@@ -14,9 +14,12 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
 
+from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
+from ails.server.security import SecurityPolicy, screen
 
 log = logging.getLogger("ails.server")
 
@@ -76,37 +79,54 @@ def _endpoints(app: web.Application) -> list[str]:
     return list(seen)
 
 
-@web.middleware
-async def request_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id")
-    if rid is None or _RID_RE.fullmatch(rid) is None:
-        # Unique, not secret: a random per-process prefix and a counter cost
-        # far less than uuid4 (a system call for 16 random bytes) per request.
-        rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
-    request["rid"] = rid
-    try:
-        if len(request.headers.getall("Authorization", ())) > 1:
-            # Which one counts differs between proxies and servers: trust neither.
-            raise GatewayError(
-                400,
-                "the request has more than one Authorization header; send exactly one",
-                code="duplicate_authorization",
-            )
-        resp = await handler(request)
-    except GatewayError as err:
-        return _refusal(err, request, rid)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _refusal(_http_error(exc, request), request, rid)
-    except Exception:
-        # Never a traceback to the client: the log has it, under the request id.
-        log.exception("request %s: unexpected error", rid)
-        bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
-        return _refusal(bug, request, rid)
-    if not resp.prepared:
-        resp.headers["x-request-id"] = rid
-    return resp
+def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
+    """The gateway's one middleware (one layer, not one per concern: each
+    layer is a coroutine and a wrapper per request). In order: the guarded
+    connection is told that the head has arrived (deadlines, server/connections.py);
+    a request id; one ``Authorization`` header at most; the ``Host`` and CORS
+    checks of ``policy`` (server/security.py); then the handler, with every
+    refusal turned into the dialect's error JSON and never a traceback."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        rid = request.headers.get("X-Request-Id")
+        if rid is None or _RID_RE.fullmatch(rid) is None:
+            # Unique, not secret: a random per-process prefix and a counter cost
+            # far less than uuid4 (a system call for 16 random bytes) per request.
+            rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
+        request["rid"] = rid
+        conn = guarded(request)
+        if conn is not None:
+            conn.request_started(request)
+        try:
+            if len(request.headers.getall("Authorization", ())) > 1:
+                # Which one counts differs between proxies and servers: trust neither.
+                raise GatewayError(
+                    400,
+                    "the request has more than one Authorization header; send exactly one",
+                    code="duplicate_authorization",
+                )
+            early = screen(policy, request) if policy is not None else None
+            resp = early if early is not None else await handler(request)
+        except GatewayError as err:
+            return _refusal(err, request, rid)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _refusal(_http_error(exc, request), request, rid)
+        except Exception:
+            # Never a traceback to the client: the log has it, under the request id.
+            log.exception("request %s: unexpected error", rid)
+            bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
+            return _refusal(bug, request, rid)
+        finally:
+            if conn is not None:
+                conn.request_ended(request)
+        if not resp.prepared:
+            resp.headers["x-request-id"] = rid
+        return resp
+
+    return middleware
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -56,6 +56,7 @@ __all__ = [
     "SecurityPolicy",
     "check_cors_origin",
     "install",
+    "screen",
 ]
 
 #: aiohttp's parser limits, set explicitly (these are its defaults): a request
@@ -69,7 +70,6 @@ _CORS_METHODS = "GET, POST, OPTIONS"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
 _CORS_EXPOSE = "x-request-id, x-ails-overhead-ms, retry-after"
 _CORS_MAX_AGE = "600"
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def check_cors_origin(origin: str) -> str:
@@ -178,28 +178,26 @@ def _refuse_preflight(origin: str) -> GatewayError:
     )
 
 
-def install(app: web.Application, policy: SecurityPolicy) -> None:
-    """Add the checks to ``app``: a middleware (inside the one that turns
-    :class:`GatewayError` into OpenAI error JSON) and, with CORS origins, a
-    hook that adds CORS headers to every answer, streams included."""
-
-    @web.middleware
-    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        host = request.headers.get("Host")
-        if not policy.host_allowed(host):
-            raise _refuse_host(host or "")
+def screen(policy: SecurityPolicy, request: web.Request) -> web.StreamResponse | None:
+    """The checks every request passes before its handler (the gateway's one
+    middleware calls this, inside its conversion of :class:`GatewayError` to
+    OpenAI error JSON): a ``Host`` not allowed is refused (421); a CORS
+    preflight is answered here (204) or refused (403). ``None``: go on."""
+    host = request.headers.get("Host")
+    if not policy.host_allowed(host):
+        raise _refuse_host(host or "")
+    if request.method == "OPTIONS":
         origin = request.headers.get("Origin")
-        if (
-            request.method == "OPTIONS"
-            and origin is not None
-            and "Access-Control-Request-Method" in request.headers
-        ):
+        if origin is not None and "Access-Control-Request-Method" in request.headers:
             if not policy.cors_allowed(origin):
                 raise _refuse_preflight(origin)
             return web.Response(status=204, headers=_preflight_headers(policy, origin))
-        return await handler(request)
+    return None
 
-    app.middlewares.append(guard)
+
+def install(app: web.Application, policy: SecurityPolicy) -> None:
+    """With CORS origins, add the hook that adds CORS headers to every answer,
+    streams included (the checks themselves are :func:`screen`)."""
     if policy.cors_origins:
 
         async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
