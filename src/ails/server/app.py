@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -39,12 +39,16 @@ from ails.server.errors import (
 from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
+from ails.server.records import RequestRecord, record_middleware, record_of
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import validate
 from ails.types import ChatRequest
 from ails.wire import DONE, completion_json, frame_batch
+
+if TYPE_CHECKING:
+    from ails.server.metrics import GatewayMetrics
 
 log = logging.getLogger("ails.server")
 
@@ -87,6 +91,11 @@ class Gateway:
         #: (server/connections.py); set by ``ails serve``, which owns the listener.
         self.connections: ConnectionGuard | None = None
         self.limiter = limiter  # per-key RPM/TPM (docs/scaling.md)
+        #: Prometheus metrics (server/metrics.py); None: not counted.
+        self.metrics: GatewayMetrics | None = None
+        #: Each request keeps a record (backend, tokens, first byte) for the
+        #: metrics or the JSON access log (server/records.py).
+        self.record_requests = False
         self.cache = cache  # answers to temperature-0 requests
         self.auth = auth
         self.redact = redact
@@ -133,8 +142,10 @@ class Gateway:
             admitted.limits,
             admitted.refund,
         )
-        if admitted.stream and limits is not None and limits.counts_tokens:
-            ask_for_usage(body)
+        if admitted.stream and (
+            (limits is not None and limits.counts_tokens) or self.metrics is not None
+        ):
+            ask_for_usage(body)  # the usage chunk is dropped again unless the client asked
         chat_request = self.chat_request(body)
         if admitted.stream:
             return await self._stream(
@@ -153,8 +164,13 @@ class Gateway:
                 await refund()
             raise self.failure(exc, headers) from None
         answer = reply.raw
+        record = record_of(request)
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
+            if record is not None:
+                record.usage(reply.completion.usage)
+        elif record is not None:
+            record.answer(answer)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
         if limits is not None and limits.counts_tokens:
@@ -209,12 +225,15 @@ class Gateway:
         meter = None
         if admission is not None and admission.counts_tokens:
             meter = UsageMeter(chat_request.messages)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.streams += 1
         try:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
                 nothing = await self._pump(
-                    resp, stream, include_usage, rid, meter, chat_request.model
+                    resp, stream, include_usage, rid, meter, chat_request.model, record_of(request)
                 )
                 if nothing and refund is not None:  # failed before any output
                     await refund()
@@ -225,6 +244,8 @@ class Gateway:
             # Also on cancellation (the client went away): the upstream request
             # is closed, or the local generation stopped, at once.
             await stream.aclose()
+            if metrics is not None:
+                metrics.streams -= 1
             if meter is not None and admission is not None:  # whatever the stream used
                 admission.charge(meter.tokens())
 
@@ -236,6 +257,7 @@ class Gateway:
         rid: str,
         meter: UsageMeter | None = None,
         model: str | None = None,
+        record: RequestRecord | None = None,
     ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation). True: it failed
@@ -246,10 +268,15 @@ class Gateway:
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
+                if record is not None:
+                    record.batch(batch)
                 # Chunks ails made say the name asked for; received ones are as sent.
                 data = frame_batch(batch, include_usage=include_usage, model=model)
                 if data:
-                    wrote = True
+                    if not wrote:
+                        wrote = True
+                        if record is not None:
+                            record.first_byte()
                     await write(data)
         except AilsError as exc:
             log.warning("request %s: stream failed: %s", rid, self.redact(str(exc)))
@@ -280,6 +307,9 @@ class Gateway:
             if admitted.refund is not None:
                 await admitted.refund()
             raise self.failure(exc, admitted.headers) from None
+        record = record_of(request)
+        if record is not None:
+            record.answer(answer)  # the prompt's tokens
         return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
 
     # -- the other endpoints -----------------------------------------------------
@@ -376,6 +406,10 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
     app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[request_middleware])
     app[GATEWAY] = gateway
+    metrics = gateway.metrics
+    if metrics is not None or gateway.record_requests:
+        # Outside the error middleware: it sees every final status.
+        app.middlewares.insert(0, record_middleware(metrics.finish if metrics else None))
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_post("/v1/embeddings", gateway.embeddings)
@@ -385,6 +419,9 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app.router.add_get("/health", gateway.health)
     app.router.add_get("/ready", gateway.ready)
     app.router.add_get("/openapi.json", gateway.openapi)
+    if metrics is not None and metrics.key:
+        # Without a metrics key, /metrics is not on the main port: 404 (--metrics-port).
+        app.router.add_get("/metrics", metrics.handle_keyed)
     if ui:
         from ails.server.ui import add_ui_routes
 

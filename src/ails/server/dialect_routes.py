@@ -31,6 +31,7 @@ from ails.server.dialects import (
 )
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
+from ails.server.records import current_record, note_refusal
 from ails.signing import has_signature_fields
 from ails.types import Completion
 from ails.wire import named_events
@@ -114,6 +115,9 @@ class DialectRoutes:
             reply = await self.gateway.router.reply(self.gateway.chat_request(chat))
         except AilsError as exc:
             raise self.gateway.failure(exc, headers) from None
+        record = current_record()
+        if record is not None:
+            record.usage(reply.completion.usage)
         return reply.completion
 
     async def _pump(
@@ -130,13 +134,20 @@ class DialectRoutes:
         failure ``fail(exc)``'s events. The backend is closed whatever happens."""
         rid = headers["x-request-id"]
         resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+        record, metrics = current_record(), self.gateway.metrics
+        if metrics is not None:
+            metrics.streams += 1
         try:
             await resp.prepare(request)
             await resp.write(named_events(start))
             try:
                 async for batch in stream:
+                    if record is not None:
+                        record.batch(batch)
                     events = [event for chunk in batch for event in feed(chunk)]
                     if events:
+                        if record is not None:
+                            record.first_byte()
                         await resp.write(named_events(events))
                 end = finish()
             except AilsError as exc:
@@ -147,6 +158,8 @@ class DialectRoutes:
             log.info("request %s: the client went away mid-stream", rid)
         finally:
             await stream.aclose()
+            if metrics is not None:
+                metrics.streams -= 1
         return resp
 
     def _error_text(self, exc: AilsError) -> tuple[int, str, str]:
@@ -168,6 +181,7 @@ class DialectRoutes:
         try:
             return await handler(request)
         except GatewayError as err:
+            note_refusal(err)
             status, body = messages_stream.error_status_and_body(err.status, err.message)
             headers = {**(err.headers or {}), "x-request-id": request["rid"]}
             return web.Response(
@@ -320,7 +334,7 @@ class DialectRoutes:
 
 def _owner(caller: Caller) -> str:
     """Whose a stored response is: the key's id, else ``open``/``signed``."""
-    return caller.key_id or caller.label()
+    return caller.state_id or caller.label()
 
 
 def _not_found(response_id: str) -> GatewayError:

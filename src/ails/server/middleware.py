@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ails.server.errors import GatewayError, error_response
+from ails.server.records import note_refusal
 
 log = logging.getLogger("ails.server")
 
@@ -76,6 +77,7 @@ async def request_middleware(request: web.Request, handler: _Handler) -> web.Str
             )
         resp = await handler(request)
     except GatewayError as err:
+        note_refusal(err)
         return error_response(err, request_id=rid)
     except web.HTTPException as exc:
         if exc.status < 400:
