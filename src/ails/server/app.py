@@ -142,10 +142,8 @@ class Gateway:
             admitted.limits,
             admitted.refund,
         )
-        if admitted.stream and (
-            (limits is not None and limits.counts_tokens) or self.metrics is not None
-        ):
-            ask_for_usage(body)  # the usage chunk is dropped again unless the client asked
+        if admitted.stream and limits is not None and limits.counts_tokens:
+            ask_for_usage(body)
         chat_request = self.chat_request(body)
         if admitted.stream:
             return await self._stream(

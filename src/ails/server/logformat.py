@@ -100,7 +100,7 @@ def access_fields(
         model = record.model
         fields["model"] = model[:MAX_MODEL_CHARS] if model is not None else None
         fields["backend"] = record.backend
-        if record.backend is not None:
+        if record.prompt_tokens or record.completion_tokens:  # reported by the backend
             fields["prompt_tokens"] = record.prompt_tokens
             fields["completion_tokens"] = record.completion_tokens
         if record.first:

@@ -142,6 +142,13 @@ class GatewayMetrics:
             ["backend", "code"],
             registry=reg,
         )
+        self.no_usage = Counter(
+            "ails_streams_without_usage",
+            "Streams whose backend reported no usage, so their tokens are not counted "
+            "(an upstream reports it when the client asks, stream_options.include_usage).",
+            ["backend"],
+            registry=reg,
+        )
         self.refusals = Counter(
             "ails_limit_refusals",
             "Requests refused by a rate limit, a quota, or while the shared state is down.",
@@ -206,6 +213,8 @@ class GatewayMetrics:
                 (self.backend_tokens, record.backend or "none"),
             ):
                 self._tokens(counter, label, record)
+        elif record.streamed:
+            self.no_usage.labels(record.backend or "none").inc()
         if record.error in REFUSALS:
             self.refusals.labels(record.error).inc()
 

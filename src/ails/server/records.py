@@ -57,6 +57,7 @@ class RequestRecord:
         "model",
         "prompt_tokens",
         "start",
+        "streamed",
     )
 
     def __init__(self, start: float) -> None:
@@ -72,6 +73,8 @@ class RequestRecord:
         self.model: str | None = None
         #: The code of the refusal it got (``rate_limit_exceeded``...), if any.
         self.error: str | None = None
+        #: The answer was a stream from a backend.
+        self.streamed = False
 
     def usage(self, usage: Usage | None) -> None:
         if usage is not None:
@@ -87,6 +90,7 @@ class RequestRecord:
     def batch(self, batch: list[Chunk]) -> None:
         """A streamed batch: usage rides on the last chunk of a stream (and a
         backend that repeats it gives the running total, so the last one wins)."""
+        self.streamed = True
         if batch:
             usage = batch[-1].usage
             if usage is not None:
