@@ -420,3 +420,40 @@ def test_metrics_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
                 "api_key": ["a" * 40],
             }
         )
+
+
+async def test_shared_state_health_and_latency(up: Upstream, tmp_path: Path) -> None:
+    from redis_proc import RedisServer
+
+    with RedisServer(tmp_path) as redis:
+        runner, url = await serve(
+            up, metrics_key=METRICS_KEY, redis=redis.url, api_key=[CLIENT_KEY], rpm=100
+        )
+        try:
+            auth = {"Authorization": f"Bearer {METRICS_KEY}"}
+            body = {"model": "test-model", "messages": HELLO}
+            async with aiohttp.ClientSession() as s:
+
+                async def scrape_it() -> Samples:
+                    async with s.get(f"{url}/metrics", headers=auth) as r:
+                        assert r.status == 200
+                        return parse(await r.text())
+
+                before = await scrape_it()
+                client = {"Authorization": f"Bearer {CLIENT_KEY}"}
+                async with s.post(f"{url}/v1/chat/completions", json=body, headers=client) as r:
+                    assert r.status == 200  # its rpm unit is charged in Redis
+                after = await scrape_it()
+                assert value(after, "ails_shared_state_up") == 1
+                calls = "ails_shared_state_call_seconds_count"
+                assert value(after, calls) > value(before, calls)
+                assert value(after, "ails_shared_state_errors_total") == 0
+                redis.stop()
+                async with s.post(f"{url}/v1/chat/completions", json=body, headers=client) as r:
+                    assert r.status == 503  # --redis-failure closed
+                down = await scrape_it()
+                assert value(down, "ails_shared_state_up") == 0
+                assert value(down, "ails_shared_state_errors_total") >= 1
+                assert value(down, "ails_limit_refusals_total", reason="state_unavailable") == 1
+        finally:
+            await runner.cleanup()

@@ -30,6 +30,10 @@ _encode = msgspec.json.Encoder().encode
 MAX_MODEL_CHARS = 256
 #: The ``LogRecord`` attribute an access line's fields ride on.
 ACCESS_FIELDS = "ails_access"
+#: The access fields a client writes (its request id, method, path, model
+#: name): the ones that can hold a secret, so the ones redacted. The rest
+#: are the gateway's own (numbers, a key's id, a backend's name).
+CLIENT_FIELDS = ("request_id", "method", "path", "model")
 
 
 def _no_redaction(text: str) -> str:
@@ -64,8 +68,11 @@ class JsonFormatter(logging.Formatter):
         }
         fields: dict[str, Any] | None = getattr(record, ACCESS_FIELDS, None)
         if fields is not None:
-            for name, value in fields.items():
-                line[name] = redact(value) if isinstance(value, str) else value
+            line.update(fields)
+            for name in CLIENT_FIELDS:
+                value = fields[name]
+                if value is not None:
+                    line[name] = redact(value)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -79,7 +86,7 @@ def access_fields(
     """The fields of one request's access line (docs/metrics.md)."""
     record: RequestRecord | None = request.get(RECORD)
     caller = request.get("caller")
-    endpoint = endpoint_of(request) if isinstance(request, web.Request) else "other"
+    endpoint = endpoint_of(request)  # type: ignore[arg-type]  # a web.Request here
     fields: dict[str, Any] = {
         "request_id": request.get("rid"),
         "client": request.remote,
@@ -113,13 +120,22 @@ class JsonAccessLogger(AbstractAccessLogger):
     request's fields, which :class:`JsonFormatter` writes out."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        # makeRecord + handle is what ``logger.info`` does, less the search of
+        # the stack for the caller's file and line, which no access line shows.
+        record = logger.makeRecord(
+            logger.name,
+            logging.INFO,
+            __file__,
+            0,
             "%s %s %d",
-            request.method,
-            request.path,
-            response.status,
-            extra={ACCESS_FIELDS: access_fields(request, response, time)},
+            (request.method, request.path, response.status),
+            None,
         )
+        setattr(record, ACCESS_FIELDS, access_fields(request, response, time))
+        logger.handle(record)
 
 
 __all__ = ["ACCESS_FIELDS", "JsonAccessLogger", "JsonFormatter", "access_fields"]
