@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="of each kind, per round")
     ap.add_argument("--warmup", type=int, default=100)
     args = ap.parse_args()
+    # SIGTERM ends the run through the ``finally`` below: the servers under
+    # valgrind are in sessions of their own and would outlive it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(prefix="ails-metrics-cost-")
     with mock_upstream_server(MODELS) as mock:
         variants = {"metrics": [], "no metrics": ["--no-metrics"]}

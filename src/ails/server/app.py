@@ -263,11 +263,14 @@ class Gateway:
         write = resp.write
         wrote = False
         try:
+            if record is not None:
+                record.streamed = True
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
-                if record is not None:
-                    record.batch(batch)
+                # Usage rides on a stream's last chunk (checked inline: per batch).
+                if record is not None and batch and batch[-1].usage is not None:
+                    record.usage(batch[-1].usage)
                 # Chunks ails made say the name asked for; received ones are as sent.
                 data = frame_batch(batch, include_usage=include_usage, model=model)
                 if data:

@@ -2,13 +2,12 @@
 labels and buckets.
 
 One registry per :class:`~ails.server.app.Gateway`, never the process-wide
-one, so gateways in one process (the tests) keep their own counts. What
-happens per request is counted with prometheus_client's counters and
-histograms, whose labelled children are looked up once per label set and
-kept here (``labels()`` costs more than the ``inc``). What exists anyway (the
-connection guard's counts, the embedded model's slots, failed model-list
-refreshes, streams open) is read only when scraped, by a collector, so the
-request path pays nothing for it. Every label is bounded: a route template, a
+one, so gateways in one process (the tests) keep their own counts; the
+library writes the text format. What every request touches is counted in
+plain ints here and turned into metric families only when scraped
+(:mod:`ails.server.metrics_export`); what exists anyway (the connection
+guard's counts, the embedded model's slots, failed model-list refreshes,
+streams open) is read only then. Every label is bounded: a route template, a
 served model name (anything else is ``other``), a key's id, a backend's name,
 an HTTP status.
 """
@@ -16,8 +15,8 @@ an HTTP status.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import (
@@ -27,16 +26,13 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
 
-from ails._version import __version__
 from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderError, Timeout
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import BackendRecorder, RequestRecord, dialect_of, endpoint_of
+from ails.server.records import BackendRecorder, RequestRecord, endpoint_of
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -51,7 +47,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 STATE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: The refusals counted in ``ails_limit_refusals_total`` (GatewayError codes).
 REFUSALS = frozenset({"rate_limit_exceeded", "quota_exceeded", "state_unavailable", "queue_full"})
-_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+#: ``status_class`` by ``status // 100`` (0: none that HTTP knows).
+CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 def error_label(exc: AilsError) -> str:
@@ -69,8 +66,44 @@ def error_label(exc: AilsError) -> str:
     return "error"
 
 
+class Latency:
+    """One label set of a latency histogram: counts per bucket (each bucket
+    alone; the last is +Inf) and the sum of what was observed."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # The first bound >= seconds: Prometheus' buckets are "less or equal".
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
+class Series:
+    """What is counted per route template and model: answers by status class,
+    and their two latencies."""
+
+    __slots__ = ("duration", "first_byte", "statuses")
+
+    def __init__(self) -> None:
+        self.statuses = [0] * len(CLASSES)
+        self.duration = Latency()
+        self.first_byte = Latency()
+
+
 class GatewayMetrics:
-    """The counters of one gateway, the router's events and the scrape."""
+    """The counts of one gateway, the router's events and the scrape.
+
+    What every request touches is counted in plain ints and lists here (a
+    dict lookup and an add each; prometheus_client's own counters take a lock
+    and check their type per ``inc``, which measured as a third of the
+    metrics' cost per request); :mod:`ails.server.metrics_export` turns them
+    into metric families when scraped. Rare events (failures, retries,
+    refusals) use the library's counters directly.
+    """
 
     def __init__(self, gateway: Gateway, *, key: str | None = None) -> None:
         self.gateway = gateway
@@ -78,52 +111,17 @@ class GatewayMetrics:
         self.key = key
         #: Streamed answers being written now.
         self.streams = 0
+        #: (route template, model label) -> its counts.
+        self.series: dict[tuple[str, str], Series] = {}
+        #: label -> [prompt, completion], by model, key id and backend.
+        self.model_tokens: dict[str, list[int]] = {}
+        self.key_tokens: dict[str, list[int]] = {}
+        self.backend_tokens: dict[str, list[int]] = {}
+        #: backend -> calls (first tries and retries).
+        self.attempts: dict[str, int] = {}
+        self.state_up: str | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
-        self.requests = Counter(
-            "ails_requests",
-            "Requests answered, by route template, API dialect, served model and status class.",
-            ["endpoint", "dialect", "model", "status_class"],
-            registry=reg,
-        )
-        self.duration = Histogram(
-            "ails_request_duration_seconds",
-            "Seconds from a request's arrival to the end of its answer.",
-            ["endpoint", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        self.first_byte = Histogram(
-            "ails_time_to_first_byte_seconds",
-            "Seconds from a request's arrival to the first byte of its answer's body "
-            "(a stream: its first token; a whole answer: when it is sent).",
-            ["endpoint", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=reg,
-        )
-        tokens = "Tokens the backends reported (usage), prompt and completion"
-        self.model_tokens = Counter(
-            "ails_tokens", f"{tokens}, by served model.", ["model", "kind"], registry=reg
-        )
-        self.key_tokens = Counter(
-            "ails_key_tokens",
-            f"{tokens}, by API key id ([keys.NAME] name, else 8 hex of its SHA-256; "
-            "open or signed without a key).",
-            ["key_id", "kind"],
-            registry=reg,
-        )
-        self.backend_tokens = Counter(
-            "ails_backend_tokens",
-            f"{tokens}, by backend (rate(): tokens/s of the embedded model).",
-            ["backend", "kind"],
-            registry=reg,
-        )
-        self.attempts = Counter(
-            "ails_upstream_attempts",
-            "Calls to a backend before its answer started (first tries and retries).",
-            ["backend"],
-            registry=reg,
-        )
         self.failures = Counter(
             "ails_upstream_failures",
             "Calls to a backend that failed before the answer started, by HTTP status or kind.",
@@ -168,63 +166,47 @@ class GatewayMetrics:
         )
         for reason in sorted(REFUSALS):
             self.refusals.labels(reason)  # shown at 0 from the start
-        self._state_up: str | None = None
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._latency_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._token_children: dict[tuple[Counter, str], tuple[Any, Any]] = {}
         self.events = _Events(self)
         gateway.router.events = self.events
         gateway.auth.store.watch(self._state_call)
-        reg.register(_Snapshot(self))
+        from ails.server.metrics_export import Exporter
+
+        reg.register(Exporter(self))
 
     # -- per request ---------------------------------------------------------------
 
-    def model_label(self, model: Any) -> str:
-        if not isinstance(model, str):
+    def model_label(self, model: str | None) -> str:
+        if model is None:
             return "other"
         return self.gateway.router.served_name(model) or "other"
 
     def finish(self, request: web.Request, status: int, record: RequestRecord, now: float) -> None:
         """A request is over: count it (the record middleware's ``finish``)."""
-        endpoint = endpoint_of(request)
-        model = self.model_label(record.model)
-        cls = status // 100 if 0 < status < 600 else 0
-        key = (endpoint, model, cls)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self.requests.labels(endpoint, dialect_of(endpoint), model, _CLASSES[cls])
-            self._request_children[key] = child
-        child.inc()
-        latency = self._latency_children.get(key[:2])
-        if latency is None:
-            latency = (
-                self.duration.labels(endpoint, model),
-                self.first_byte.labels(endpoint, model),
-            )
-            self._latency_children[key[:2]] = latency
-        latency[0].observe(now - record.start)
-        latency[1].observe((record.first or now) - record.start)
-        if record.prompt_tokens or record.completion_tokens:
+        key = (endpoint_of(request), self.model_label(record.model))
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series()
+        series.statuses[status // 100 if 0 < status < 600 else 0] += 1
+        series.duration.observe(now - record.start)
+        series.first_byte.observe((record.first or now) - record.start)
+        prompt, completion = record.prompt_tokens, record.completion_tokens
+        if prompt or completion:
             caller = request.get("caller")
             key_id = "none" if caller is None else caller.key_id or caller.label()
-            for counter, label in (
-                (self.model_tokens, model),
+            for table, label in (
+                (self.model_tokens, key[1]),
                 (self.key_tokens, key_id),
                 (self.backend_tokens, record.backend or "none"),
             ):
-                self._tokens(counter, label, record)
+                tokens = table.get(label)
+                if tokens is None:
+                    tokens = table[label] = [0, 0]
+                tokens[0] += prompt
+                tokens[1] += completion
         elif record.streamed:
             self.no_usage.labels(record.backend or "none").inc()
         if record.error in REFUSALS:
             self.refusals.labels(record.error).inc()
-
-    def _tokens(self, counter: Counter, label: str, record: RequestRecord) -> None:
-        children = self._token_children.get((counter, label))
-        if children is None:
-            children = (counter.labels(label, "prompt"), counter.labels(label, "completion"))
-            self._token_children[(counter, label)] = children
-        children[0].inc(record.prompt_tokens)
-        children[1].inc(record.completion_tokens)
 
     def _state_call(self, seconds: float, ok: bool) -> None:
         self.state_calls.observe(seconds)
@@ -236,7 +218,7 @@ class GatewayMetrics:
     async def scrape(self) -> bytes:
         # The store's health is async (a PING at most once a second); the
         # collector below is not, so it is asked here first.
-        self._state_up = await self.gateway.auth.store.health()
+        self.state_up = await self.gateway.auth.store.health()
         return generate_latest(self.registry)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -269,14 +251,11 @@ class _Events(BackendRecorder):
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
-        self._attempts: dict[str, Any] = {}
 
     def attempt(self, provider: Provider, model: str) -> None:
         super().attempt(provider, model)
-        child = self._attempts.get(provider.name)
-        if child is None:
-            child = self._attempts[provider.name] = self.metrics.attempts.labels(provider.name)
-        child.inc()
+        attempts = self.metrics.attempts
+        attempts[provider.name] = attempts.get(provider.name, 0) + 1
 
     def failed(self, provider: Provider, model: str, exc: AilsError, retrying: bool) -> None:
         code = error_label(exc)
@@ -288,89 +267,13 @@ class _Events(BackendRecorder):
         self.metrics.fallbacks.labels(provider.name, error_label(exc)).inc()
 
 
-class _Snapshot(Collector):
-    """What is read at scrape time: nothing of it costs a request anything."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        gateway = m.gateway
-        info = GaugeMetricFamily("ails_build_info", "The ails version serving.", labels=["version"])
-        info.add_metric([__version__], 1)
-        yield info
-        yield GaugeMetricFamily(
-            "ails_streams_in_flight", "Streamed answers being written now.", value=m.streams
-        )
-        lists = CounterMetricFamily(
-            "ails_model_list_failures",
-            "Failed model-list refreshes, by backend.",
-            labels=["backend"],
-        )
-        for backend in gateway.router.backends:
-            lists.add_metric([backend.name], gateway.router.list_failures[backend.name])
-        yield lists
-        yield from _local_slots(gateway)
-        if m._state_up is not None:
-            yield GaugeMetricFamily(
-                "ails_shared_state_up",
-                "1 while the shared state (Redis) answers, else 0.",
-                value=1 if m._state_up == "up" else 0,
-            )
-        guard = gateway.connections
-        if guard is not None:
-            yield from _connection_metrics(guard)
-
-
-def _local_slots(gateway: Gateway) -> Iterator[Metric]:
-    """The embedded model's slots, for each backend that can tell (``queue_snapshot``)."""
-    families = {
-        "slots": GaugeMetricFamily(
-            "ails_local_slots", "Requests the embedded model decodes at once.", labels=["backend"]
-        ),
-        "busy": GaugeMetricFamily(
-            "ails_local_slots_busy", "Slots decoding now.", labels=["backend"]
-        ),
-        "queued": GaugeMetricFamily(
-            "ails_local_queued", "Requests waiting for a slot.", labels=["backend"]
-        ),
-    }
-    for backend in gateway.router.backends:
-        snapshot = getattr(backend.provider, "queue_snapshot", None)
-        if snapshot is None:
-            continue
-        now = snapshot()
-        families["slots"].add_metric([backend.name], now.slots)
-        families["busy"].add_metric([backend.name], now.busy)
-        families["queued"].add_metric([backend.name], now.queued)
-    yield from families.values()
-
-
-def _connection_metrics(guard: Any) -> Iterator[Metric]:
-    stats = guard.stats
-    yield GaugeMetricFamily("ails_connections_open", "Client connections open.", value=guard.open)
-    refused = CounterMetricFamily(
-        "ails_connections_refused",
-        "Client connections refused over a cap (per_client: --max-connections-per-client).",
-        labels=["cap"],
-    )
-    refused.add_metric(["per_client"], stats.refused_per_client)
-    refused.add_metric(["total"], stats.refused_total)
-    yield refused
-    timeouts = CounterMetricFamily(
-        "ails_connection_timeouts",
-        "Client connections closed with 408: the request's head or body came too late.",
-        labels=["phase"],
-    )
-    timeouts.add_metric(["head"], stats.head_timeouts)
-    timeouts.add_metric(["body"], stats.body_timeouts)
-    yield timeouts
-    yield CounterMetricFamily(
-        "ails_accept_errors",
-        "Connections that could not be accepted (out of file descriptors).",
-        value=stats.accept_errors,
-    )
-
-
-__all__ = ["LATENCY_BUCKETS", "REFUSALS", "STATE_BUCKETS", "GatewayMetrics", "metrics_app"]
+__all__ = [
+    "CLASSES",
+    "LATENCY_BUCKETS",
+    "REFUSALS",
+    "STATE_BUCKETS",
+    "GatewayMetrics",
+    "Latency",
+    "Series",
+    "metrics_app",
+]
