@@ -32,7 +32,7 @@ from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderErr
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import BackendRecorder, RequestRecord, endpoint_of
+from ails.server.records import BackendRecorder, RequestRecord, current_record, endpoint_of
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -175,14 +175,11 @@ class GatewayMetrics:
 
     # -- per request ---------------------------------------------------------------
 
-    def model_label(self, model: str | None) -> str:
-        if model is None:
-            return "other"
-        return self.gateway.router.served_name(model) or "other"
-
     def finish(self, request: web.Request, status: int, record: RequestRecord, now: float) -> None:
         """A request is over: count it (the record middleware's ``finish``)."""
-        key = (endpoint_of(request), self.model_label(record.model))
+        model = record.model
+        label = self.gateway.router.served_name(model) if model is not None else None
+        key = (endpoint_of(request), label or "other")
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = Series()
@@ -253,7 +250,9 @@ class _Events(BackendRecorder):
         self.metrics = metrics
 
     def attempt(self, provider: Provider, model: str) -> None:
-        super().attempt(provider, model)
+        record = current_record()  # BackendRecorder's, inline: it runs per call
+        if record is not None:
+            record.backend = provider.name
         attempts = self.metrics.attempts
         attempts[provider.name] = attempts.get(provider.name, 0) + 1
 
