@@ -457,3 +457,21 @@ async def test_shared_state_health_and_latency(up: Upstream, tmp_path: Path) -> 
                 assert value(down, "ails_limit_refusals_total", reason="state_unavailable") == 1
         finally:
             await runner.cleanup()
+
+
+async def test_failed_model_list_refreshes_are_counted(up: Upstream) -> None:
+    from redis_proc import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    runner, url = await serve(up, metrics_key=METRICS_KEY, upstream=[up.base_url, closed])
+    try:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}) as r,
+        ):
+            samples = parse(await r.text())
+        # The start's one refresh: the second upstream could not be listed.
+        assert value(samples, "ails_model_list_failures_total", backend="upstream2") == 1
+        assert value(samples, "ails_model_list_failures_total", backend="upstream1") == 0
+    finally:
+        await runner.cleanup()

@@ -169,7 +169,7 @@ class GatewayMetrics:
         self.events = _Events(self)
         gateway.router.events = self.events
         gateway.auth.store.watch(self._state_call)
-        from ails.server.metrics_export import Exporter
+        from ails.server.metrics_export import Exporter  # it imports this module
 
         reg.register(Exporter(self))
 
@@ -190,14 +190,14 @@ class GatewayMetrics:
         if prompt or completion:
             caller = request.get("caller")
             key_id = "none" if caller is None else caller.key_id or caller.label()
-            for table, label in (
+            for table, name in (
                 (self.model_tokens, key[1]),
                 (self.key_tokens, key_id),
                 (self.backend_tokens, record.backend or "none"),
             ):
-                tokens = table.get(label)
+                tokens = table.get(name)
                 if tokens is None:
-                    tokens = table[label] = [0, 0]
+                    tokens = table[name] = [0, 0]
                 tokens[0] += prompt
                 tokens[1] += completion
         elif record.streamed:
