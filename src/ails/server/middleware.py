@@ -97,8 +97,10 @@ async def request_middleware(request: web.Request, handler: _Handler) -> web.Str
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: client, method, path, status, duration, request id,
-    and who called (``key:`` and the first digits of the key's digest, ``signed``
-    or ``open``). Never a header or the body (keys live there)."""
+    and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
+    the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
+    header or the body (keys live there). ``--log-format json`` has its own
+    (server/logformat.py)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         caller = request.get("caller")
