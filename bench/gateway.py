@@ -10,6 +10,8 @@ Every server is its own process on 127.0.0.1: the fast mock upstream
 * ``pass-through`` — bench/passthrough_proxy.py, a minimal aiohttp proxy (bytes
   in, bytes out): the practical floor for a Python gateway;
 * ``ails serve`` — the gateway under test, when ``ails serve`` exists;
+* ``ails serve --no-metrics`` — the same without its Prometheus metrics, only
+  with ``--metrics-ab``: what the metrics cost, as server CPU per request;
 * ``litellm`` and ``g4f`` — the peers, only with ``--peers`` (installed on first
   use into bench/.peers/<name>/, which takes minutes); skipped with a note when
   they cannot be installed or started.
@@ -98,6 +100,9 @@ GOAL_DIALECT_CPU = 1.15  # server CPU per request at 64 clients, × the chat pat
 #: The dialects measured through ails serve beside its chat path: target name -> dialect.
 DIALECT_TARGETS = {"ails /v1/messages": "messages", "ails /v1/responses": "responses"}
 DIALECT_TESTS = ("seq", "rate", "stream")
+#: The metrics may cost at most this much CPU per request (issue 15).
+GOAL_METRICS_CPU = 1.05
+NO_METRICS = "ails serve --no-metrics"
 
 
 TESTS = ("seq", "rate", "stream", "paced")
@@ -346,6 +351,10 @@ def render(targets: list[Target], args: argparse.Namespace) -> tuple[str, list[s
             )
     met = sum(1 for g in goals if g[3])
     verdicts.append(f"ails serve meets {met} of {len(goals)} targets.")
+    bare = next((t for t in targets if t.name == NO_METRICS and t.results), None)
+    mine = next((t for t in targets if t.name == "ails serve"), None)
+    if bare is not None and mine is not None:
+        table += metrics_cost(mine, bare)
     return table, verdicts
 
 
@@ -410,6 +419,35 @@ def render_dialects(targets: list[Target]) -> tuple[str, list[str]]:
         met = sum(1 for g in goals if g[3])
         verdicts.append(f"{t.name}: meets {met} of {len(goals)} dialect targets.")
     return table, verdicts
+
+
+def cpu_by_round(t: Target, test: str) -> dict[int, float]:
+    return {
+        k: r["cpu_us_per_req"]
+        for k, r in t.results.get(test, {}).items()
+        if r.get("cpu_us_per_req")
+    }
+
+
+def metrics_cost(mine: Target, bare: Target) -> str:
+    """Server CPU per request with the metrics over without: the median over
+    rounds of each round's ratio (the two measured back to back)."""
+    out = (
+        "\n| what the metrics cost: server CPU µs/req | with | without | with / without "
+        f"(median of rounds) | goal ≤ {GOAL_METRICS_CPU:.2f}× |\n|---|--:|--:|--:|---|\n"
+    )
+    for test, label in (("seq", "sequential"), ("rate", "non-stream @64"), ("stream", "stream")):
+        a, b = cpu_by_round(mine, test), cpu_by_round(bare, test)
+        x = round_ratio(a, b)
+        if x is None:
+            continue
+        ok = "yes" if x <= GOAL_METRICS_CPU else "**NO**"
+        with_us, without_us = statistics.median(a.values()), statistics.median(b.values())
+        out += (
+            f"| {label} | {with_us:.0f} | {without_us:.0f} "
+            f"| {x:.3f}× ({len(a.keys() & b.keys())} rounds) | {ok} |\n"
+        )
+    return out
 
 
 def versions(targets: list[Target]) -> str:
@@ -493,6 +531,25 @@ def setup_targets(
         targets.append(
             Target(name, ails.url, key=ails.key, pid=ails.pid, note=ails.note, dialect=dialect)
         )
+    if args.metrics_ab:
+        bare = Target(NO_METRICS)
+        if ails.note:
+            bare.note = ails.note
+        else:
+            try:
+                gw = stack.enter_context(
+                    ails_gateway(
+                        upstream,
+                        HERE / ".peers" / "ails-no-metrics.log",
+                        key=CLIENT_KEY,
+                        loop=args.loop,
+                        extra=["--no-metrics"],
+                    )
+                )
+                bare.url, bare.pid, bare.key = gw.url, gw.pid, CLIENT_KEY
+            except StartError as e:
+                bare.note = f"did not start: {e}"
+        targets.append(bare)
 
     models = [MODEL, STREAM_MODEL, PACED_MODEL]
     starters: dict[str, Callable[[], Any]] = {
@@ -549,6 +606,11 @@ def main() -> int:
         action="store_true",
         help="the quick run (under 3 minutes): 3 rounds, 600 sequential requests, "
         "2 s counted per throughput test, 1 paced stream a round, no peers",
+    )
+    ap.add_argument(
+        "--metrics-ab",
+        action="store_true",
+        help="also run ails serve --no-metrics: the metrics' CPU per request (issue 15)",
     )
     args = ap.parse_args()
     if args.short:

@@ -9,6 +9,7 @@ URL it prints once it listens, keeps draining its stderr (the log) into
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,17 @@ def _start_code(nofile: int | None) -> str:
     return f"{limit}; {_START}"
 
 
+def _message(line: str) -> str:
+    """A stderr line's text: itself, or a JSON log line's ``message`` (--log-format json)."""
+    if line.startswith("{"):
+        try:
+            said = json.loads(line).get("message")
+        except ValueError:
+            return line
+        return said if isinstance(said, str) else line
+    return line
+
+
 class Gateway:
     def __init__(
         self,
@@ -46,6 +58,8 @@ class Gateway:
         self.start_timeout = start_timeout
         self.lines: list[str] = []
         self.url = ""
+        #: ``--metrics-port``'s URL of GET /metrics, once it listens.
+        self.metrics_url = ""
         self.proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
@@ -79,8 +93,11 @@ class Gateway:
         for line in self.proc.stderr:
             line = line.rstrip("\n")
             self.lines.append(line)
-            if line.startswith("ails: serving "):
-                self.url = line.split()[2]
+            said = _message(line)
+            if said.startswith("ails: metrics on "):
+                self.metrics_url = said.split()[3]
+            if said.startswith("ails: serving "):
+                self.url = said.split()[2]
                 self._ready.set()
         self._ready.set()  # the process ended (before or after it served)
 

@@ -4,7 +4,8 @@ The policy is openai-python's (style.md): retry connection errors, timeouts,
 408, 409, 429 and every 5xx; honour ``retry-after`` up to a cap; otherwise back
 off ``min(0.5 * 2**n, 8)`` seconds with jitter; never retry once the body has
 started, which the provider split guarantees (only ``connect`` is retried).
-Every retry and fallback is logged with its reason.
+Every retry and fallback is logged with its reason, and reported to the
+router's :class:`RouterEvents`, if it has one (the gateway's metrics).
 """
 
 from __future__ import annotations
@@ -42,6 +43,23 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ProviderError):
         return exc.retryable
     return isinstance(exc, Timeout)
+
+
+class RouterEvents:
+    """What a :class:`Router` reports as it works, for whoever counts it (the
+    gateway's metrics). Every hook does nothing here; a subclass overrides
+    what it needs. A hook must be cheap and must not raise: it runs on the
+    request's path."""
+
+    def attempt(self, provider: Provider, model: str) -> None:
+        """A call to ``provider`` is about to be made (the first, or a retry)."""
+
+    def failed(self, provider: Provider, model: str, exc: AilsError, retrying: bool) -> None:
+        """That call failed before its answer started; ``retrying``: the same
+        provider is tried again."""
+
+    def fallback(self, provider: Provider, model: str, exc: AilsError) -> None:
+        """``provider`` is given up for the next target."""
 
 
 class ProviderPool:
@@ -108,8 +126,10 @@ class Router:
         fallbacks: Sequence[str] = (),
         aliases: dict[str, str] | None = None,
         default_model: str | None = None,
+        events: RouterEvents | None = None,
     ) -> None:
         self.pool = pool
+        self.events = events
         self.max_retries = max_retries
         self.fallbacks = list(fallbacks)
         self.aliases = dict(aliases or {})
@@ -196,12 +216,18 @@ class Router:
                     continue
                 raise
             retries = self.retries_for(provider)
+            events = self.events
             for n in range(retries + 1):
+                if events is not None:
+                    events.attempt(provider, model)
                 try:
                     return await attempt(provider, model, dict(kwargs))
                 except (ProviderError, Timeout, ProtocolError) as exc:
                     last = exc
-                    if n >= retries or not is_retryable(exc):
+                    retrying = n < retries and is_retryable(exc)
+                    if events is not None:
+                        events.failed(provider, model, exc, retrying)
+                    if not retrying:
                         break
                     retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
                     delay = retry_delay(n, retry_after)
@@ -216,6 +242,8 @@ class Router:
                     )
                     await asyncio.sleep(delay)
             if index + 1 < len(targets):
+                if events is not None and last is not None:
+                    events.fallback(provider, model, last)
                 log.warning(
                     "falling back from %s to %s: %s",
                     _label(target),

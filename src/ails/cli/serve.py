@@ -160,16 +160,33 @@ def _setup_logging(level: str, config: GatewayConfig) -> None:
     from ails.server.security import ParseErrorLogFilter
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redact = Redactor(config.secrets(), names=config.upstream_addresses())
+    if config.log_format == "json":
+        from ails.local import weights
+        from ails.server.logformat import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(redact))
+        # The embedded model's load progress, a log line too.
+        weights.progress_sink = logging.getLogger("ails.local").info
+    else:
+        handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # First: a request aiohttp cannot parse is logged without quoting its line.
     handler.addFilter(ParseErrorLogFilter())
-    redact = Redactor(config.secrets(), names=config.upstream_addresses())
     handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
     # aiohttp's own access logger would log a second line per request.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _say(config: GatewayConfig, text: str) -> None:
+    """A line about the server itself (starting, serving, stopping): on stderr
+    as it is, or with ``--log-format json`` as a log line like every other."""
+    if config.log_format == "json":
+        logging.getLogger("ails.serve").info("%s", text)
+    else:
+        click.echo(text, err=True)
 
 
 def _url(host: str, port: int) -> str:
@@ -184,6 +201,7 @@ async def _serve(config: GatewayConfig) -> None:
     from ails.server.build import create_gateway
     from ails.server.connections import ConnectionGuard
     from ails.server.listener import listen, raise_fd_limit
+    from ails.server.logformat import JsonAccessLogger, JsonFormatter
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
@@ -191,6 +209,8 @@ async def _serve(config: GatewayConfig) -> None:
         for f in handler.filters:
             if isinstance(f, _RedactingFilter):
                 f.redact = gateway.redact  # now with every backend's key and address
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.redact = gateway.redact
     # Deadlines and caps on client connections (docs/gateway.md); its counts
     # of refusals live in gateway.connections.stats.
     guard = gateway.connections = ConnectionGuard(
@@ -200,7 +220,7 @@ async def _serve(config: GatewayConfig) -> None:
     asyncio.get_running_loop().set_exception_handler(guard.handle_loop_exception)
     names = [b.name for b in gateway.router.backends]
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
-    click.echo(f"ails: starting {', '.join(names)}... (event loop: {loop})", err=True)
+    _say(config, f"ails: starting {', '.join(names)}... (event loop: {loop})")
     app = build_app(gateway, ui=config.ui)
     runner = web.AppRunner(
         # The app opens the gateway's backends in setup() and closes them in
@@ -210,7 +230,7 @@ async def _serve(config: GatewayConfig) -> None:
         # for an upstream: the upstream request is closed at once.
         handler_cancellation=True,
         access_log=logging.getLogger("ails.access") if config.access_log else None,
-        access_log_class=AccessLogger,
+        access_log_class=JsonAccessLogger if config.log_format == "json" else AccessLogger,
         shutdown_timeout=5.0,
         keepalive_timeout=config.keepalive_timeout,
         # Request line and header line limits, explicit (docs/reliability.md).
@@ -219,10 +239,13 @@ async def _serve(config: GatewayConfig) -> None:
         max_headers=MAX_HEADERS,
     )
     await runner.setup()
+    metrics_runner: web.AppRunner | None = None
     try:
         await listen(runner, guard, config.host, config.port, backlog=1024)
         host, port = runner.addresses[0][:2]
         check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
+        if config.metrics_port is not None and gateway.metrics is not None:
+            metrics_runner = await _serve_metrics(gateway.metrics, config)
         # Everything alive now (modules, the model table, the app) lives as
         # long as the process: out of the collector's sight, full collections
         # stop walking it on every request burst (~15% CPU per request, A/B).
@@ -236,15 +259,31 @@ async def _serve(config: GatewayConfig) -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         names = gateway.router.model_names()
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        click.echo(f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})", err=True)
+        _say(config, f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})")
         await _wait_for_signal()
-        click.echo("ails: shutting down", err=True)
+        _say(config, "ails: shutting down")
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
 
 
 #: Allocations (net) between two collections of the young generation.
 GC_YOUNG_THRESHOLD = 10_000
+
+
+async def _serve_metrics(metrics: Any, config: GatewayConfig) -> Any:
+    """``--metrics-port``: GET /metrics without a key, on ``--metrics-host``."""
+    from aiohttp import web
+
+    from ails.server.metrics import metrics_app
+
+    runner = web.AppRunner(metrics_app(metrics), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+    host, port = runner.addresses[0][:2]
+    _say(config, f"ails: metrics on {_url(host, port)}/metrics")
+    return runner
 
 
 def _check_fd_limit(limits: tuple[int, int], max_connections: int) -> None:

@@ -140,6 +140,12 @@ class _Generation:
             waiter.set_result(None)
 
 
+def generations_running() -> int:
+    """Generations whose thread is in the runtime now: decoding in a slot, or
+    waiting in the runtime's queue for one."""
+    return len(_active)
+
+
 def stop_all(timeout: float = 10.0) -> None:
     """At interpreter exit: stop every generation and wait for the threads to leave
     the runtime. A daemon thread that calls back into Python after finalization

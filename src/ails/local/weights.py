@@ -51,8 +51,16 @@ _STALE_TEMP_S = 3600.0
 Progress = Callable[[str], None]
 
 
+#: Where :func:`stderr_progress` sends its lines instead, when set: ``ails
+#: serve --log-format json`` makes them log lines like every other.
+progress_sink: Callable[[str], None] | None = None
+
+
 def stderr_progress(message: str) -> None:
     """Progress goes to stderr only: stdout belongs to the answer (``ails ... > out.txt``)."""
+    if progress_sink is not None:
+        progress_sink(f"ails: {message}")
+        return
     stream = sys.stderr
     if stream is not None:  # pythonw and some daemons have no stderr
         print(f"ails: {message}", file=stream, flush=True)

@@ -20,11 +20,11 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
-from ails.local.bridge import LocalStream
+from ails.local.bridge import LocalStream, generations_running
 from ails.local.count import count_prompt_tokens
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, get_runtime, loaded
@@ -32,6 +32,14 @@ from ails.local.text_params import plan_text
 from ails.providers.base import ChunkStream, Provider, Timeouts, TokenCount
 
 T = TypeVar("T")
+
+
+class QueueSnapshot(NamedTuple):
+    """The embedded model's slots now: decoding, in all, and requests waiting for one."""
+
+    busy: int
+    slots: int
+    queued: int
 
 
 class LocalProvider(Provider):
@@ -84,6 +92,14 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         await self.load()
+
+    def queue_snapshot(self) -> QueueSnapshot:
+        """Slots busy, slots in all, and requests queued for one (the gateway's
+        metrics). A generation holds a slot from its start until its thread
+        leaves the runtime; those beyond the slots wait in the runtime's queue."""
+        slots = self._settings.resolved().parallel or 1
+        running = generations_running()
+        return QueueSnapshot(busy=min(running, slots), slots=slots, queued=max(0, running - slots))
 
     async def load(self) -> Runtime:
         """Load the model now (the first ``connect`` otherwise does): joins and

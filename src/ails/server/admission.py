@@ -27,6 +27,7 @@ from ails.server.auth import ANYONE, Authenticator, Caller, Refund
 from ails.server.body import read_body
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import Admission, RateLimiter
+from ails.server.records import current_record
 from ails.server.routing import GatewayRouter
 from ails.signing import has_signature_fields
 
@@ -89,6 +90,9 @@ class AdmissionPipeline:
             caller = head if head is not None else self.auth.identify(request)  # 401
             request["caller"] = caller
         model, stream, include_usage = validate(body)
+        record = current_record()
+        if record is not None:  # for the metrics and the access log
+            record.model = model
         signed_caller = self.auth.verify_signed(request, body) if signed else None
         if signed_caller is not None:
             caller = signed_caller.caller

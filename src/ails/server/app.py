@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -40,12 +40,16 @@ from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openai_routes import OpenAIRoutes
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
+from ails.server.records import RequestRecord, record_middleware, record_of
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import cap_tokens, validate
 from ails.types import ChatRequest
 from ails.wire import DONE, ChunkEncoder, chunk_json, completion_json, frame_batch
+
+if TYPE_CHECKING:
+    from ails.server.metrics import GatewayMetrics
 
 log = logging.getLogger("ails.server")
 
@@ -88,6 +92,11 @@ class Gateway:
         #: (server/connections.py); set by ``ails serve``, which owns the listener.
         self.connections: ConnectionGuard | None = None
         self.limiter = limiter  # per-key RPM/TPM (docs/scaling.md)
+        #: Prometheus metrics (server/metrics.py); None: not counted.
+        self.metrics: GatewayMetrics | None = None
+        #: Each request keeps a record (backend, tokens, first byte) for the
+        #: metrics or the JSON access log (server/records.py).
+        self.record_requests = False
         self.cache = cache  # answers to temperature-0 requests
         self.auth = auth
         self.redact = redact
@@ -154,8 +163,13 @@ class Gateway:
                 await refund()
             raise self.failure(exc, headers) from None
         answer = reply.raw
+        record = record_of(request)
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
+            if record is not None:
+                record.usage(reply.completion.usage)
+        elif record is not None:
+            record.answer(answer)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
         if limits is not None and limits.counts_tokens:
@@ -233,6 +247,9 @@ class Gateway:
         meter = None
         if admission is not None and admission.counts_tokens:
             meter = UsageMeter(prompt)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.streams += 1
         try:
             resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             # The head goes out with the first batch, in one send, not alone
@@ -240,7 +257,9 @@ class Gateway:
             resp._send_headers_immediately = False
             try:
                 await resp.prepare(request)
-                nothing = await self._pump(resp, stream, include_usage, rid, meter, model, encode)
+                nothing = await self._pump(
+                    resp, stream, include_usage, rid, meter, model, encode, record_of(request)
+                )
                 if nothing and refund is not None:  # failed before any output
                     await refund()
             except ConnectionError:
@@ -250,6 +269,8 @@ class Gateway:
             # Also on cancellation (the client went away): the upstream request
             # is closed, or the local generation stopped, at once.
             await stream.aclose()
+            if metrics is not None:
+                metrics.streams -= 1
             if meter is not None and admission is not None:  # whatever the stream used
                 admission.charge(meter.tokens())
 
@@ -262,6 +283,7 @@ class Gateway:
         meter: UsageMeter | None = None,
         model: str | None = None,
         encode: ChunkEncoder = chunk_json,
+        record: RequestRecord | None = None,
     ) -> bool:
         """Copy the stream out, one write per batch; end it with ``[DONE]``, after
         an error event if it failed (never a silent truncation). True: it failed
@@ -270,16 +292,24 @@ class Gateway:
         wrote = False
         last = b""
         try:
+            if record is not None:
+                record.streamed = True
             async for batch in stream:
                 if meter is not None:
                     meter.observe(batch)
+                # Usage rides on a stream's last chunk (checked inline: per batch).
+                if record is not None and batch and batch[-1].usage is not None:
+                    record.usage(batch[-1].usage)
                 # Chunks ails made say the name asked for; received ones are as sent.
                 data = frame_batch(batch, include_usage=include_usage, model=model, encode=encode)
                 if stream.ended:  # the last batch: sent with the end, in one write
                     last = data
                     break
                 if data:
-                    wrote = True
+                    if not wrote:
+                        wrote = True
+                        if record is not None:
+                            record.first_byte()
                     await write(data)
         except AilsError as exc:
             log.warning("request %s: stream failed: %s", rid, self.redact(str(exc)))
@@ -365,6 +395,10 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
         middlewares=[request_middleware(gateway.security)],
     )
     app[GATEWAY] = gateway
+    metrics = gateway.metrics
+    if metrics is not None or gateway.record_requests:
+        # Outside the error middleware: it sees every final status.
+        app.middlewares.insert(0, record_middleware(metrics.finish if metrics else None))
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
     OpenAIRoutes(gateway).add_to(app)  # /v1/completions, /v1/embeddings
@@ -374,6 +408,9 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     app.router.add_get("/health", gateway.health)
     app.router.add_get("/ready", gateway.ready)
     app.router.add_get("/openapi.json", gateway.openapi)
+    if metrics is not None and metrics.key:
+        # Without a metrics key, /metrics is not on the main port: 404 (--metrics-port).
+        app.router.add_get("/metrics", metrics.handle_keyed)
     if ui:
         from ails.server.ui import add_ui_routes
 

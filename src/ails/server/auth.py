@@ -20,7 +20,7 @@ import hmac
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +74,28 @@ class Caller:
 
     key_digest: bytes | None = None
     signed: bool = False
+    #: The key's ``[keys.NAME]`` name, when it has one.
+    name: str | None = None
 
     @property
     def key_id(self) -> str | None:
-        """A short, stable, non-secret id of the key (log lines, counters)."""
+        """The key as logs and metrics name it, never the key: its
+        ``[keys.NAME]`` name, else the first 8 hex digits of its SHA-256."""
+        if self.key_digest is None:
+            return None
+        return self.name or self.key_digest.hex()[:8]
+
+    @property
+    def state_id(self) -> str | None:
+        """The key in the shared state (rate-limit counters, stored responses):
+        128 bits of its digest, so two keys never share a counter, and a key
+        renamed in the config keeps its counts."""
         return self.key_digest.hex()[:32] if self.key_digest is not None else None
 
     def label(self) -> str:
+        """``key:ID``, ``signed`` or ``open``: who called, for the access log."""
         if self.key_digest is not None:
-            return f"key:{self.key_digest.hex()[:8]}"
+            return f"key:{self.key_id}"
         return "signed" if self.signed else "open"
 
 
@@ -100,8 +113,11 @@ class Authenticator:
         quota: Quota | None = None,
         trusted_proxies: Iterable[str] = (),
         clock_ms: Callable[[], int] | None = None,
+        key_names: Mapping[str, str] | None = None,
     ) -> None:
         self._digests = [_digest(k) for k in dict.fromkeys(api_keys) if k]
+        #: digest -> the key's ``[keys.NAME]`` name (the id logs and metrics show).
+        self._names = {_digest(k): name for k, name in (key_names or {}).items() if k}
         self.allow_signed = allow_signed
         self.window_ms = window_ms
         self.store = store
@@ -125,6 +141,9 @@ class Authenticator:
             ok |= hmac.compare_digest(presented, expected)
         return presented if ok else None
 
+    def _keyed(self, digest: bytes) -> Caller:
+        return Caller(key_digest=digest, name=self._names.get(digest))
+
     def key_valid(self, authorization: str | None) -> bool:
         return self.matching_key(authorization) is not None
 
@@ -137,7 +156,7 @@ class Authenticator:
             return ANYONE
         digest = self.matching_key(request.headers.get("Authorization"))
         if digest is not None:
-            return Caller(key_digest=digest)
+            return self._keyed(digest)
         if not self.allow_signed:
             self.identify(request)  # raises: only a valid key can be served
         return None
@@ -155,7 +174,7 @@ class Authenticator:
         authorization = request.headers.get("Authorization")
         digest = self.matching_key(authorization)
         if digest is not None:
-            return Caller(key_digest=digest)
+            return self._keyed(digest)
         if bearer_token(authorization) is None:
             message = "missing API key: send it as 'Authorization: Bearer KEY'"
         else:
@@ -196,7 +215,11 @@ class Authenticator:
         caller = SignedCaller(
             replay_key=f"replay:{body['t']}:{body['s']}",
             quota_key=None if keyed else f"quota:{self.client_address(request)}",
-            caller=Caller(key_digest=digest, signed=True),
+            caller=Caller(
+                key_digest=digest,
+                signed=True,
+                name=self._names.get(digest) if digest is not None else None,
+            ),
         )
         for field in SIGNED_FIELDS:
             body.pop(field, None)

@@ -17,6 +17,7 @@ from ails.server.errors import Redactor
 from ails.server.options import GatewayConfig
 from ails.server.policy import PolicyStore
 from ails.server.ratelimit import RateLimiter
+from ails.server.records import BackendRecorder
 from ails.server.routing import Backend, GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.state import MemoryStore, StateStore
@@ -76,6 +77,7 @@ def create_gateway(
         store=store,
         quota=config.signed_quota,
         trusted_proxies=config.trusted_proxies,
+        key_names={k.key: k.name for k in config.keys},
     )
     gateway = Gateway(
         router=router,
@@ -96,7 +98,20 @@ def create_gateway(
         ),
         responses_ttl=config.responses_ttl,
     )
+    observe(gateway, config)
     return gateway
 
 
-__all__ = ["backend_addresses", "create_gateway", "shared_store"]
+def observe(gateway: Gateway, config: GatewayConfig) -> None:
+    """Metrics (``--no-metrics``: none), and a record of each request when
+    the JSON access log wants one (its backend, tokens, first byte)."""
+    if config.metrics:
+        from ails.server.metrics import GatewayMetrics  # prometheus_client, only here
+
+        gateway.metrics = GatewayMetrics(gateway, key=config.metrics_key)
+    gateway.record_requests = config.log_format == "json" and config.access_log
+    if gateway.record_requests and gateway.router.events is None:
+        gateway.router.events = BackendRecorder()
+
+
+__all__ = ["backend_addresses", "create_gateway", "observe", "shared_store"]

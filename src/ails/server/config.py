@@ -181,6 +181,8 @@ def build_config(
     # key must also be long enough not to be guessed.
     min_length = 1 if is_loopback(cfg.host) else MIN_PUBLIC_KEY_LENGTH
     cfg.api_keys = list(dict.fromkeys(check_key(k, src, min_length=min_length) for k, src in keys))
+    if cfg.metrics_key is not None:
+        cfg.metrics_key = check_key(cfg.metrics_key, "--metrics-key", min_length=min_length)
     _finish(cfg)
     return cfg
 
@@ -306,6 +308,8 @@ def _finish(cfg: GatewayConfig) -> None:
             ) from None
     _check_shared(cfg)
     _check_public_signed(cfg)
+    if not cfg.metrics and (cfg.metrics_key is not None or cfg.metrics_port is not None):
+        raise ConfigError("--metrics-key and --metrics-port serve the metrics: drop --no-metrics")
     # Built once here only to check the names, so that a typo stops the start.
     SecurityPolicy.build(
         bind_host=cfg.host, allowed_hosts=cfg.allowed_hosts, cors_origins=cfg.cors_origins

@@ -32,6 +32,7 @@ from ails.server.dialects import (
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.middleware import anthropic_error_response
+from ails.server.records import current_record, note_refusal
 from ails.server.validation import refuse_signed
 from ails.types import Completion
 from ails.wire import named_events
@@ -105,6 +106,9 @@ class DialectRoutes:
             reply = await self.gateway.router.reply(self.gateway.chat_request(chat))
         except AilsError as exc:
             raise self.gateway.failure(exc, headers) from None
+        record = current_record()
+        if record is not None:
+            record.usage(reply.completion.usage)
         return reply.completion
 
     async def _pump(
@@ -121,13 +125,20 @@ class DialectRoutes:
         failure ``fail(exc)``'s events. The backend is closed whatever happens."""
         rid = headers["x-request-id"]
         resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+        record, metrics = current_record(), self.gateway.metrics
+        if metrics is not None:
+            metrics.streams += 1
         try:
             await resp.prepare(request)
             await resp.write(named_events(start))
             try:
                 async for batch in stream:
+                    if record is not None:
+                        record.batch(batch)
                     events = [event for chunk in batch for event in feed(chunk)]
                     if events:
+                        if record is not None:
+                            record.first_byte()
                         await resp.write(named_events(events))
                 end = finish()
             except AilsError as exc:
@@ -138,6 +149,8 @@ class DialectRoutes:
             log.info("request %s: the client went away mid-stream", rid)
         finally:
             await stream.aclose()
+            if metrics is not None:
+                metrics.streams -= 1
         return resp
 
     def _error_text(self, exc: AilsError) -> tuple[int, str, str]:
@@ -159,6 +172,7 @@ class DialectRoutes:
         try:
             return await handler(request)
         except GatewayError as err:
+            note_refusal(err)
             return anthropic_error_response(err, request["rid"])
 
     async def _messages(self, original: web.Request) -> web.StreamResponse:
@@ -315,7 +329,7 @@ class DialectRoutes:
 
 def _owner(caller: Caller) -> str:
     """Whose a stored response is: the key's id, else ``open``/``signed``."""
-    return caller.key_id or caller.label()
+    return caller.state_id or caller.label()
 
 
 def _not_found(response_id: str) -> GatewayError:

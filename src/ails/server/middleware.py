@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
+from ails.server.records import note_refusal
 from ails.server.security import SecurityPolicy, screen
 
 log = logging.getLogger("ails.server")
@@ -109,6 +110,7 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
             early = screen(policy, request) if policy is not None else None
             resp = early if early is not None else await handler(request)
         except GatewayError as err:
+            note_refusal(err)
             return _refusal(err, request, rid)
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -131,8 +133,10 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: client, method, path, status, duration, request id,
-    and who called (``key:`` and the first digits of the key's digest, ``signed``
-    or ``open``). Never a header or the body (keys live there)."""
+    and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
+    the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
+    header or the body (keys live there). ``--log-format json`` has its own
+    (server/logformat.py)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         caller = request.get("caller")

@@ -281,6 +281,37 @@ class GatewayConfig:
     access_log: bool = option(
         True, "a line per request (--no-access-log for benchmarks)", kind=bool
     )
+    log_format: str = option(
+        "text",
+        "log lines as text (default, for a terminal) or json (one object a line; docs/metrics.md)",
+        choices=("text", "json"),
+        what='"text" or "json"',
+    )
+    #: Prometheus metrics (server/metrics.py, docs/metrics.md).
+    metrics: bool = option(
+        True, "count requests, tokens, latencies for GET /metrics (--no-metrics: none)", kind=bool
+    )
+    metrics_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "option": Option(
+                "GET /metrics on the main port needs 'Authorization: Bearer KEY' with this key "
+                "(without one it is not served there; see --metrics-port)",
+                metavar="KEY",
+            )
+        },
+    )
+    metrics_port: int | None = option(
+        None,
+        "also serve GET /metrics, without a key, on this port (0 picks a free one)",
+        kind=int,
+        at_least=0,
+        at_most=65535,
+    )
+    metrics_host: str = option(
+        "127.0.0.1", "address of --metrics-port (default 127.0.0.1)", metavar="HOST"
+    )
     ui: bool = option(True, "the chat page at / (docs/ui.md)", kind=bool)
     insecure_public: bool = option(
         False, "allow binding beyond loopback without any API key", kind=bool
@@ -312,6 +343,8 @@ class GatewayConfig:
 
         out = [u.key for u in self.upstreams if u.key] + list(self.api_keys)
         out += [k.key for k in self.keys]
+        if self.metrics_key:
+            out.append(self.metrics_key)
         for url in [URL(u.url) for u in self.upstreams] + ([URL(self.redis)] if self.redis else []):
             out += url_credentials(url)
         return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ails.server.errors import GatewayError
 from ails.server.limits import window_slot
@@ -98,6 +98,9 @@ class PolicyStore(StateStore):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    def watch(self, on_call: Callable[[float, bool], None]) -> None:
+        self.inner.watch(on_call)
 
 
 __all__ = ["POLICIES", "PolicyStore", "unavailable_error"]

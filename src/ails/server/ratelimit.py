@@ -248,7 +248,7 @@ class RateLimiter:
         limit = self._limits.get(caller.key_digest)
         if limit is None:
             return None
-        key_id = caller.key_id or ""
+        key_id = caller.state_id or ""
         counters = []
         if limit.rpm:
             counters.append(Counter(f"rpm:{key_id}", limit.rpm, WINDOW))

@@ -171,6 +171,10 @@ class RedisStore(StateStore):
         self._down: str | None = None  # why, while Redis is unreachable
         self._retry_at = 0.0  # monotonic time of the next probe while down
         self._last_ok = -math.inf
+        self._on_call: Callable[[float, bool], None] | None = None
+
+    def watch(self, on_call: Callable[[float, bool], None]) -> None:
+        self._on_call = on_call
 
     async def _run(self, call: Callable[[], Awaitable[_T]]) -> _T:
         now = time.monotonic()
@@ -182,8 +186,12 @@ class RedisStore(StateStore):
         try:
             result = await call()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._on_call is not None:
+                self._on_call(time.monotonic() - now, False)
             self._trip(exc)
             raise StateUnavailable(self._down or "Redis failed") from None
+        if self._on_call is not None:
+            self._on_call(time.monotonic() - now, True)
         self._last_ok = now
         if self._down is not None:
             self._down = None

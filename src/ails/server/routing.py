@@ -24,6 +24,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,8 @@ class GatewayRouter(Router):
         self.models_body = b'{"object":"list","data":[]}'
         self._lock = asyncio.Lock()
         self._last_refresh: float | None = None
+        #: Failed model-list refreshes per backend name (the metrics show them).
+        self.list_failures: Counter[str] = Counter()
 
     # -- the model table ---------------------------------------------------------
 
@@ -143,6 +146,7 @@ class GatewayRouter(Router):
                 if isinstance(result, BaseException):
                     if isinstance(result, asyncio.CancelledError):
                         raise result
+                    self.list_failures[self.backends[i].name] += 1
                     log.warning(
                         "could not list the models of %s: %s",
                         self.backends[i].name,
@@ -244,6 +248,12 @@ class GatewayRouter(Router):
         if model in self._table or not self._wildcards:
             return model
         return registry.resolve_alias(model, self.gateway_aliases)
+
+    def served_name(self, model: str) -> str | None:
+        """The table's name for ``model`` (itself, or what a wildcard alias
+        makes of it), or None when nothing serves it: a bounded label."""
+        name = self._named(model)
+        return name if name in self._table else None
 
     def owner(self, model: str) -> str | None:
         return self._owners.get(self._named(model))

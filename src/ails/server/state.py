@@ -101,6 +101,10 @@ class StateStore(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional: the memory store holds nothing
         """Release connections."""
 
+    def watch(self, on_call: Callable[[float, bool], None]) -> None:  # noqa: B027
+        """Report each round trip to a remote store: ``on_call(seconds, ok)``
+        (the metrics). A store in this process's memory has none to report."""
+
 
 class MemoryStore(StateStore):
     """One process's state, for a single gateway. Expired entries are pruned as
