@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream, Provider
+from ails.providers.base import ChunkStream, Provider, QueueWait
 from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
@@ -44,7 +44,7 @@ from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import validate
 from ails.types import ChatRequest
-from ails.wire import DONE, completion_json, frame_batch
+from ails.wire import DONE, completion_json, frame_batch, queue_comment
 
 log = logging.getLogger("ails.server")
 
@@ -57,6 +57,8 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
 }
 _HEALTH = b'{"status":"ok"}'
+#: A non-streamed answer's wait for a busy model, in milliseconds.
+QUEUE_MS_HEADER = "x-ails-queue-ms"
 
 
 class Gateway:
@@ -152,6 +154,8 @@ class Gateway:
             if refund is not None:
                 await refund()
             raise self.failure(exc, headers) from None
+        if reply.queue_ms is not None:  # how long it waited for a busy model
+            headers[QUEUE_MS_HEADER] = str(reply.queue_ms)
         answer = reply.raw
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
@@ -244,6 +248,10 @@ class Gateway:
         wrote = False
         try:
             async for batch in stream:
+                if type(batch) is QueueWait:  # a busy model: say where it stands
+                    if not batch.started:
+                        await write(queue_comment(batch.ahead))
+                    continue
                 if meter is not None:
                     meter.observe(batch)
                 # Chunks ails made say the name asked for; received ones are as sent.

@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import web
 
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, QueueWait
 from ails.server.auth import Caller, bearer_token
 from ails.server.dialects import (
     messages_request,
@@ -33,7 +33,7 @@ from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.signing import has_signature_fields
 from ails.types import Completion
-from ails.wire import named_events
+from ails.wire import named_events, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -114,6 +114,8 @@ class DialectRoutes:
             reply = await self.gateway.router.reply(self.gateway.chat_request(chat))
         except AilsError as exc:
             raise self.gateway.failure(exc, headers) from None
+        if reply.queue_ms is not None:
+            headers["x-ails-queue-ms"] = str(reply.queue_ms)
         return reply.completion
 
     async def _pump(
@@ -135,6 +137,10 @@ class DialectRoutes:
             await resp.write(named_events(start))
             try:
                 async for batch in stream:
+                    if type(batch) is QueueWait:  # comments are legal in any SSE stream
+                        if not batch.started:
+                            await resp.write(queue_comment(batch.ahead))
+                        continue
                     events = [event for chunk in batch for event in feed(chunk)]
                     if events:
                         await resp.write(named_events(events))
