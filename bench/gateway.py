@@ -592,6 +592,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated target names to measure")
     ap.add_argument("--write", type=Path, help="also write the results to this markdown file")
     ap.add_argument("--json", type=Path, help="dump every round's raw figures here")
+    ap.add_argument("--svg", type=Path, help="also draw the results into this SVG (bench/plot.py)")
     ap.add_argument(
         "--loop",
         choices=("uvloop", "asyncio"),
@@ -699,6 +700,11 @@ def main() -> int:
         args.json.write_text(json.dumps(raw, indent=1))
     if args.write:
         write_doc(args.write, header, table, verdicts, notes, args)
+    if args.svg:
+        from plot import gateway_panels, write_svg
+
+        rows = [summarize(t) for t in targets if t.results]
+        write_svg(args.svg, "bench/gateway.py", gateway_panels(rows, args.concurrency), note=header)
     return 0
 
 

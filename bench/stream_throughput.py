@@ -1,6 +1,7 @@
 """One stream of 20,000 chunks through each client, in one run.
 
     .venv/bin/python bench/stream_throughput.py [--chunks 20000] [--runs 5] [--write docs/...]
+        [--svg docs/...svg]
 
 Two upstream shapes: ``token`` writes each chunk on its own, as an LLM server
 does (the baseline of the issue's targets), and ``bulk`` writes 256 chunks at
@@ -124,8 +125,9 @@ CONTENDERS: list[tuple[str, Callable[[str, str], int]]] = [
 ]
 
 
-def measure(base: str, model: str, chunks: int, runs: int) -> dict[str, float]:
-    results: dict[str, float] = {}
+def measure(base: str, model: str, chunks: int, runs: int) -> dict[str, list[float]]:
+    """Chunks per second of each run, by client."""
+    results: dict[str, list[float]] = {}
     for name, fn in CONTENDERS:
         fn(base, model)  # warm-up: imports, connection, caches
         rates = []
@@ -136,14 +138,15 @@ def measure(base: str, model: str, chunks: int, runs: int) -> dict[str, float]:
             if n != chunks:
                 raise SystemExit(f"{name}: got {n} chunks, expected {chunks}")
             rates.append(n / elapsed)
-        results[name] = statistics.median(rates)
+        results[name] = rates
     return results
 
 
-def table(title: str, results: dict[str, float]) -> str:
-    baseline = results[CONTENDERS[0][0]]
+def table(title: str, results: dict[str, list[float]]) -> str:
+    baseline = statistics.median(results[CONTENDERS[0][0]])
     lines = [f"### {title}", "", "| client | chunks/s | vs raw httpx |", "| --- | ---: | ---: |"]
-    for name, rate in results.items():
+    for name, rates in results.items():
+        rate = statistics.median(rates)
         lines.append(f"| {name} | {rate:,.0f} | {rate / baseline:.2f}x |")
     return "\n".join(lines) + "\n"
 
@@ -153,23 +156,30 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--write", help="also write the tables to this markdown file")
+    ap.add_argument("--svg", help="also draw the results into this SVG (bench/plot.py)")
     args = ap.parse_args()
     out = [
         f"One stream of {args.chunks:,} chunks per run, median of {args.runs} runs, "
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}.\n"
     ]
+    by_shape: dict[str, dict[str, list[float]]] = {}
     with mock_upstream() as base:
         for shape, title in (
             ("chunks", "Upstream writes each chunk on its own (as an LLM server does)"),
             ("bulk", "Upstream writes 256 chunks at a time (per-chunk cost only)"),
         ):
             results = measure(base, f"{shape}:{args.chunks}", args.chunks, args.runs)
+            by_shape["token" if shape == "chunks" else shape] = results
             out.append(table(title, results))
     text = "\n".join(out)
     print(text)
     if args.write:
         Path(args.write).write_text(text)
+    if args.svg:
+        from plot import stream_panels, write_svg
+
+        write_svg(args.svg, "bench/stream_throughput.py", stream_panels(by_shape), note=out[0])
 
 
 if __name__ == "__main__":

@@ -599,3 +599,66 @@ def test_page_reads_any_well_formed_event_stream(tab: Page, gateway: GatewayProc
     wait_idle(page)
     assert last_answer(page).text_content().strip() == "done"
     assert page.locator(".msg.assistant .note").last.text_content() == ""
+
+
+# ---------------------------------------------------------------------- a busy embedded model
+
+
+@pytest.fixture(scope="module")
+def one_slot_gateway() -> Iterator[GatewayProcess]:
+    """The embedded model on one slot, so a second request waits for the first."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AILS_LOCAL_PARALLEL", "1")
+        with GatewayProcess(["--backend", "local", "--no-access-log"], startup_timeout=180) as gw:
+            mp.delenv("AILS_LOCAL_PARALLEL")
+            yield gw
+
+
+def hold_the_slot(gateway: GatewayProcess) -> Any:
+    """A streamed answer whose first token has arrived, with hundreds to come:
+    the one slot stays busy until the returned response is closed."""
+    body = {
+        "model": "default",
+        "messages": [{"role": "user", "content": "Count from 1 to 200, one number per line."}],
+        "stream": True,
+        "max_tokens": 300,
+        "temperature": 0,
+    }
+    request = urllib.request.Request(
+        f"{gateway.url}v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    resp = urllib.request.urlopen(request, timeout=60)
+    while True:
+        line = resp.readline()
+        assert line, "the first answer ended before its first token"
+        if b'"content":"' in line:
+            return resp
+
+
+@pytest.mark.ui
+@pytest.mark.local
+def test_the_page_says_the_model_is_busy(browser: Any, one_slot_gateway: GatewayProcess) -> None:
+    p = Page(browser, {"width": 1100, "height": 760})
+    try:
+        page = p.open(one_slot_gateway)
+        holder = hold_the_slot(one_slot_gateway)
+        try:
+            ask(page, "Say hi.", model="default")
+            note = page.locator(".msg.assistant .note").last
+            page.wait_for_function(
+                "() => { const n = document.querySelectorAll('.msg.assistant .note'); "
+                "return n.length && n[n.length - 1].textContent.startsWith('Waiting'); }"
+            )
+            assert note.text_content() == "Waiting for the model (1 ahead)…"
+            assert last_answer(page).text_content() == ""
+        finally:
+            holder.close()  # the slot frees: the answer comes
+        page.set_default_timeout(60_000)
+        wait_idle(page)
+        assert last_answer(page).text_content().strip()
+        assert not note.text_content().startswith("Waiting")
+        assert p.errors == [] and p.dialogs == []
+    finally:
+        p.close()

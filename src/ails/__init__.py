@@ -31,7 +31,7 @@ from ails.types import ChatRequest, Chunk, Completion, Message, Usage
 if TYPE_CHECKING:
     from ails._sync import Client, Stream, create_completion
     from ails.client import AsyncClient, AsyncStream
-    from ails.providers.base import Provider, Timeouts
+    from ails.providers.base import Provider, QueueWait, Timeouts
 
 _LAZY = {
     "Client": "ails._sync",
@@ -40,6 +40,7 @@ _LAZY = {
     "AsyncClient": "ails.client",
     "AsyncStream": "ails.client",
     "Provider": "ails.providers.base",
+    "QueueWait": "ails.providers.base",
     "Timeouts": "ails.providers.base",
 }
 
@@ -71,6 +72,7 @@ __all__ = [
     "ProtocolError",
     "Provider",
     "ProviderError",
+    "QueueWait",
     "RateLimited",
     "SignatureError",
     "Stream",

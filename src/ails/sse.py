@@ -8,7 +8,8 @@ the common SDK parsers do not:
 * One byte-order mark at the very start of the stream is dropped; any later one
   is ordinary text.
 * A line ends with CRLF, LF or CR. A CRLF split across two reads is one line end.
-* A line starting with ``:`` is a comment. Otherwise the field name runs to the
+* A line starting with ``:`` is a comment (kept in ``comments`` when asked:
+  ``ails serve`` tells a waiting request its place in one). Otherwise the field name runs to the
   first colon and the value follows it, less one leading space if present; a
   line with no colon is a field name with an empty value.
 * ``data`` appends its value to the data buffer (values joined by LF).
@@ -81,8 +82,13 @@ class Event:
 class SSEDecoder:
     """Feed it the bytes of one stream, read by read; it returns finished events."""
 
-    def __init__(self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, keep_comments: bool = False
+    ) -> None:
         self.max_line_bytes = max_line_bytes
+        #: With ``keep_comments``: the text of each comment line fed since the
+        #: caller last emptied the list (after the ``:``), e.g. `` queued ahead=2``.
+        self.comments: list[str] | None = [] if keep_comments else None
         #: Last valid ``retry`` value seen (ms), for the caller's reconnect policy.
         self.retry: int | None = None
         #: Last event ID, to send as ``Last-Event-ID`` on reconnect.
@@ -156,6 +162,8 @@ class SSEDecoder:
             else:
                 colon = line.find(":")
                 if colon == 0:
+                    if self.comments is not None:
+                        self.comments.append(line[1:])
                     continue
                 if colon < 0:
                     name, value = line, ""

@@ -212,8 +212,32 @@ def error_event(message: str, *, type: str, code: str | None = None) -> bytes:
     return b"data: " + one_line(text).encode() + b"\n\n"
 
 
+#: What an SSE comment that tells a request's place in the line starts with.
+QUEUE_COMMENT = "queued ahead="
+
+
+def queue_comment(ahead: int) -> bytes:
+    """``: queued ahead=N``: the request waits for a busy model, ``N`` requests
+    before it. A comment line, which every SSE client skips (WHATWG), so any
+    dialect's stream may carry it before its first event."""
+    return b": " + QUEUE_COMMENT.encode() + str(ahead).encode() + b"\n\n"
+
+
+def queue_ahead(comment: str) -> int | None:
+    """The ``N`` of a ``queued ahead=N`` comment (its text after the colon), or
+    ``None`` for any other comment."""
+    text = comment.strip()
+    if not text.startswith(QUEUE_COMMENT):
+        return None
+    digits = text[len(QUEUE_COMMENT) :]
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
+        return None
+    return int(digits)
+
+
 __all__ = [
     "DONE",
+    "QUEUE_COMMENT",
     "ChunkEncoder",
     "chunk_json",
     "chunk_texts",
@@ -223,6 +247,8 @@ __all__ = [
     "frame_batch",
     "named_events",
     "one_line",
+    "queue_ahead",
+    "queue_comment",
     "text_chunk_json",
     "text_completion_json",
 ]

@@ -22,7 +22,7 @@ from ails.cli._ui import Spinner, warn
 
 if TYPE_CHECKING:
     from ails._sync import Client
-    from ails.providers.base import Provider
+    from ails.providers.base import Provider, QueueWait
     from ails.store import Store
     from ails.types import Chunk, Completion, Usage
 
@@ -240,12 +240,16 @@ def ask(
     spinner = Spinner(model).start()
     try:
         if stream:
+            from ails.providers.base import QueueWait
             from ails.wire import chunk_texts
 
             with client.chat.completions.create(
                 model=model, messages=messages, stream=True, **params
             ) as chunks:
                 for batch in chunks.batches():
+                    if type(batch) is QueueWait:  # a busy model: say so while waiting
+                        spinner.set_label(model if batch.started else waiting_label(batch))
+                        continue
                     for chunk in batch:
                         _take(answer, parts, chunk, spinner, out, as_json)
                     if as_json:
@@ -273,6 +277,11 @@ def ask(
         out.write("\n")
     out.flush()
     return answer
+
+
+def waiting_label(wait: QueueWait) -> str:
+    """The spinner's words while the request waits for a busy model."""
+    return f"waiting for the model ({wait.ahead} ahead)"
 
 
 def _take(

@@ -192,6 +192,14 @@ class Spinner:
             if self._stop.wait(self.interval):
                 return
 
+    def set_label(self, label: str) -> None:
+        """Say something else from the next frame on (a shorter label must not
+        leave the end of the longer one on the line)."""
+        with self._lock:
+            if label != self.label:
+                self._erase()
+                self.label = label
+
     def _erase(self) -> None:
         """With the lock held: clear the spinner's line if it is drawn."""
         if self._drawn:

@@ -10,6 +10,8 @@ are located, joined and verified, only when the first request needs them.
 - :mod:`ails.local.gguf` reads just enough of a GGUF header to say whether a file
   is one and whether it carries a chat template.
 - :mod:`ails.local.runtime` loads ``xllamacpp`` once per process and settings.
-- :mod:`ails.local.bridge` runs one generation in its own thread and hands the
-  chunks to the event loop as a :class:`ails.providers.base.ChunkStream`.
+- :mod:`ails.local.generation` runs one generation in its own thread, with a
+  slot of :mod:`ails.local.slots` (the slots and the line waiting for one);
+  :mod:`ails.local.bridge` hands its chunks to the event loop as a
+  :class:`ails.providers.base.ChunkStream`.
 """

@@ -15,25 +15,47 @@ from typing import Any
 from ails.local.bridge import LocalStream
 from ails.local.choices import FoldUsage, MapChunks, MergedChoices, empty_top_logprobs
 from ails.local.params import Plan
+from ails.local.runtime import Runtime
+from ails.local.slots import certainly_fits
 from ails.local.tool_stream import AutoStream, CallStream
 from ails.local.tools import call_schema, json_schema_format
 from ails.providers.base import ChunkStream, Timeouts
 
 
 async def open_answer(
-    server: Any, plan: Plan, *, model: str, provider: str, timeouts: Timeouts
+    runtime: Runtime,
+    plan: Plan,
+    *,
+    model: str,
+    provider: str,
+    timeouts: Timeouts,
+    max_queue: int,
+    announce: bool = True,
 ) -> ChunkStream:
     """Start every generation the plan needs; return once each has sent its first
-    chunk, so that a request the runtime refuses fails here, before the answer."""
+    chunk, so that a request the runtime refuses fails here, before the answer.
 
-    async def generation(i: int, *, include_usage: bool = True, **extra: Any) -> LocalStream:
+    The exception: a plain answer (one choice, no tools, no grammar) that must
+    wait for a slot, with ``announce``, returns as soon as it is in the line, its
+    first batches saying where it stands (:class:`~ails.providers.base.QueueWait`),
+    when its prompt certainly fits the context (local/slots.py). The runtime
+    refuses nothing else of such a request, so nothing fails after that.
+    """
+
+    async def generation(
+        i: int, *, include_usage: bool = True, plain: bool = False, **extra: Any
+    ) -> LocalStream:
+        body = plan.choice_body(i, **extra)
         stream = LocalStream(
-            server,
-            plan.choice_body(i, **extra),
+            runtime.server,
+            body,
             provider=provider,
             timeouts=timeouts,
             include_usage=include_usage,
             model=model,
+            gate=runtime.gate,
+            max_queue=max_queue,
+            announce=plain and announce and certainly_fits(body, runtime.n_ctx),
         )
         stream.start()
         try:
@@ -61,7 +83,8 @@ async def open_answer(
 
     stream: ChunkStream
     if plan.n == 1 and plan.tools is None:
-        stream = await generation(0, include_usage=plan.include_usage)
+        plain = "grammar" not in plan.body and "response_format" not in plan.body
+        stream = await generation(0, include_usage=plan.include_usage, plain=plain)
     else:
         started = await asyncio.gather(*(choice(i) for i in range(plan.n)), return_exceptions=True)
         streams = [s for s in started if isinstance(s, ChunkStream)]

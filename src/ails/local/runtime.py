@@ -19,11 +19,12 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ails.errors import ConfigError
 from ails.local.model_file import ModelFile, resolve_model
+from ails.local.slots import SlotGate
 from ails.local.weights import INSTALL_HINT, Progress, stderr_progress
 
 DEFAULT_N_CTX = 4096
@@ -87,6 +88,11 @@ class Runtime:
     n_ctx: int
     parallel: int
     load_seconds: float
+    #: The slots and the line of requests waiting for one (local/slots.py).
+    gate: SlotGate = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gate", SlotGate(self.parallel))
 
 
 _lock = threading.Lock()
@@ -198,7 +204,7 @@ def _register_exit_hook() -> None:
         return
     import atexit
 
-    from ails.local.bridge import stop_all
+    from ails.local.generation import stop_all
 
     atexit.register(stop_all)
     _exit_hook_registered = True

@@ -18,9 +18,10 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
-from ails.providers.base import Batch, ChunkStream, Timeouts
+from ails.providers.base import Batch, ChunkStream, QueueWait, Timeouts
 from ails.sse import Event, SSEDecoder
 from ails.types import Chunk
+from ails.wire import queue_ahead
 
 _chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
 
@@ -92,7 +93,8 @@ class SSEChunkStream(ChunkStream):
         #: One event's JSON into a chunk: chat chunks, or another endpoint's
         #: (a legacy text completion's, :func:`ails.types.text_chunk`).
         self._decode_chunk = decode or _chunk_decoder.decode
-        self._decoder = SSEDecoder()
+        #: Comments are kept: ``: queued ahead=N`` (a gateway's busy model) is passed up.
+        self._decoder = SSEDecoder(keep_comments=True)
         self._done = False
         self._finished = False
         self._closed = False
@@ -187,6 +189,10 @@ class SSEChunkStream(ChunkStream):
                 await self.aclose()
                 exc.provider = self.provider
                 raise
+            if self._decoder.comments:
+                wait = self._queue_wait()
+                if wait is not None and not events:
+                    return wait
             if not events:
                 continue  # keep-alive comments or a partial line: no content yet
             batch, error = self._decode(events)
@@ -212,6 +218,23 @@ class SSEChunkStream(ChunkStream):
     def ended(self) -> bool:
         # [DONE] was read with the last batch, and no error waits to be raised.
         return self._done and self._pending is None
+
+    def _queue_wait(self) -> QueueWait | None:
+        """The last ``queued ahead=N`` among the comments just read. Such a
+        comment is news, not a keep-alive: the wait for a busy model does not
+        count against the idle timeout."""
+        comments = self._decoder.comments
+        assert comments is not None
+        ahead = None
+        for text in comments:
+            n = queue_ahead(text)
+            if n is not None:
+                ahead = n
+        comments.clear()
+        if ahead is None:
+            return None
+        self._last_content = self._loop.time()
+        return QueueWait(ahead)
 
     def _decode(self, events: list[Event]) -> tuple[Batch, AilsError | None]:
         # Each chunk's text is kept beside it (it exists anyway: a reference,

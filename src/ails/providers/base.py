@@ -71,6 +71,31 @@ class Batch(list[Chunk]):
         self.raw: Sequence[str | None] = raw if raw is not None else (None,) * len(self)
 
 
+class QueueWait(Batch):
+    """A batch with no chunks: the answer waits for a busy model.
+
+    A stream may yield it before its first chunk (the embedded model when its
+    slots are full; an HTTP backend that sends ``: queued ahead=N`` comments,
+    as ``ails serve`` does). Code that reads the chunks of each batch sees an
+    empty batch and carries on; code that wants to show the wait checks
+    ``isinstance(batch, QueueWait)``. ``ahead``: requests before this one
+    (being answered or waiting); ``waited``: seconds waited so far, or ``None``
+    when unknown (a comment says only the place); ``started``: the wait is
+    over, the model took the request (sent once, after a wait was announced).
+    """
+
+    __slots__ = ("ahead", "started", "waited")
+
+    def __init__(self, ahead: int, waited: float | None = None, *, started: bool = False):
+        super().__init__(())
+        self.ahead = ahead
+        self.waited = waited
+        self.started = started
+
+    def __repr__(self) -> str:
+        return f"QueueWait(ahead={self.ahead}, waited={self.waited}, started={self.started})"
+
+
 def raw_texts(batch: list[Chunk]) -> Sequence[str | None]:
     """Each chunk's text as received (``None`` where ails made the chunk)."""
     return batch.raw if isinstance(batch, Batch) else (None,) * len(batch)
@@ -78,9 +103,11 @@ def raw_texts(batch: list[Chunk]) -> Sequence[str | None]:
 
 class Reply:
     """A whole answer: its JSON bytes as received (``None`` when ails made it)
-    and the :class:`Completion`, decoded from them on first use."""
+    and the :class:`Completion`, decoded from them on first use. ``queue_ms``:
+    how long the request waited for a busy model, where the backend knows
+    (the embedded model), else ``None``."""
 
-    __slots__ = ("_completion", "_decode", "raw")
+    __slots__ = ("_completion", "_decode", "queue_ms", "raw")
 
     def __init__(
         self,
@@ -88,12 +115,14 @@ class Reply:
         *,
         raw: bytes | None = None,
         decode: CompletionDecoder | None = None,
+        queue_ms: int | None = None,
     ) -> None:
         if completion is None and (raw is None or decode is None):
             raise ValueError("a Reply needs a completion, or its bytes and a decoder")
         self._completion = completion
         self._decode = decode
         self.raw = raw
+        self.queue_ms = queue_ms
 
     @property
     def completion(self) -> Completion:

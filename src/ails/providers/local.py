@@ -9,7 +9,9 @@ Settings, each also an environment variable (the argument wins):
 ``model_path`` / ``AILS_LOCAL_MODEL`` (any chat GGUF instead of the bundled one),
 ``threads`` / ``AILS_LOCAL_THREADS``, ``n_ctx`` / ``AILS_LOCAL_CTX`` (tokens per
 request), ``parallel`` / ``AILS_LOCAL_PARALLEL`` (requests decoded at once; more
-wait in the runtime's queue). ``AILS_CACHE_DIR`` moves the joined weights.
+wait in line for a slot), ``max_queue`` / ``AILS_LOCAL_MAX_QUEUE`` (requests
+that may wait; beyond them a 503 ``queue_full``, default 64).
+``AILS_CACHE_DIR`` moves the joined weights.
 """
 
 from __future__ import annotations
@@ -20,26 +22,20 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
-from ails.local.bridge import LocalStream, generations_running
+from ails.local.bridge import LocalStream
 from ails.local.count import count_prompt_tokens
 from ails.local.params import plan_request
-from ails.local.runtime import Runtime, Settings, get_runtime, loaded
+from ails.local.runtime import Runtime, Settings, _env_int, get_runtime, loaded
+from ails.local.slots import DEFAULT_MAX_QUEUE, QueueSnapshot
 from ails.local.text_params import plan_text
-from ails.providers.base import ChunkStream, Provider, Timeouts, TokenCount
+from ails.providers.base import ChunkStream, Provider, QueueWait, Reply, Timeouts, TokenCount
+from ails.types import Chunk, completion_from_chunks
 
 T = TypeVar("T")
-
-
-class QueueSnapshot(NamedTuple):
-    """The embedded model's slots now: decoding, in all, and requests waiting for one."""
-
-    busy: int
-    slots: int
-    queued: int
 
 
 class LocalProvider(Provider):
@@ -58,11 +54,16 @@ class LocalProvider(Provider):
         threads: int | None = None,
         n_ctx: int | None = None,
         parallel: int | None = None,
+        max_queue: int | None = None,
     ) -> None:
         super().__init__(timeouts=timeouts)
         for label, value in (("threads", threads), ("n_ctx", n_ctx), ("parallel", parallel)):
             if value is not None and (type(value) is not int or value < 1):
                 raise ConfigError(f"the local provider's {label} must be a whole number >= 1")
+        if max_queue is not None and (type(max_queue) is not int or max_queue < 0):
+            raise ConfigError("the local provider's max_queue must be a whole number >= 0")
+        #: Requests that may wait for a slot; more are refused (503 queue_full).
+        self.max_queue = max_queue if max_queue is not None else _max_queue_from_env()
         self._settings = Settings(
             model_path=os.fspath(model_path) if model_path else None,
             threads=threads,
@@ -94,12 +95,12 @@ class LocalProvider(Provider):
         await self.load()
 
     def queue_snapshot(self) -> QueueSnapshot:
-        """Slots busy, slots in all, and requests queued for one (the gateway's
-        metrics). A generation holds a slot from its start until its thread
-        leaves the runtime; those beyond the slots wait in the runtime's queue."""
-        slots = self._settings.resolved().parallel or 1
-        running = generations_running()
-        return QueueSnapshot(busy=min(running, slots), slots=slots, queued=max(0, running - slots))
+        """Slots decoding, slots in all, requests waiting for one (all 0 busy
+        before the model is loaded)."""
+        runtime = loaded(self._settings)
+        if runtime is None:
+            return QueueSnapshot(busy=0, slots=self._settings.resolved().parallel or 1, queued=0)
+        return runtime.gate.snapshot()
 
     async def load(self) -> Runtime:
         """Load the model now (the first ``connect`` otherwise does): joins and
@@ -152,7 +153,12 @@ class LocalProvider(Provider):
         plan = plan_request(messages, params, slots=self._settings.resolved().parallel or 1)
         runtime = await self.load()
         return await open_answer(
-            runtime.server, plan, model=model, provider=self.name, timeouts=self.timeouts
+            runtime,
+            plan,
+            model=model,
+            provider=self.name,
+            timeouts=self.timeouts,
+            max_queue=self.max_queue,
         )
 
     async def stream_text(self, model: str, body: dict[str, Any]) -> ChunkStream:
@@ -168,6 +174,8 @@ class LocalProvider(Provider):
             timeouts=self.timeouts,
             include_usage=True,  # the runtime puts usage on the last chunk
             model=model,
+            gate=runtime.gate,
+            max_queue=self.max_queue,
             text=True,
         )
         stream.start()
@@ -177,6 +185,22 @@ class LocalProvider(Provider):
             await stream.aclose()
             raise
         return stream
+
+    async def reply(self, model: str, messages: list[Any], **params: Any) -> Reply:
+        """The whole answer, and how long it waited for a slot (``queue_ms``)."""
+        params["stream"] = True
+        stream = await self.connect(model, messages, **params)
+        chunks: list[Chunk] = []
+        waited = 0.0
+        try:
+            async for batch in stream:
+                if type(batch) is QueueWait:
+                    waited = max(waited, batch.waited or 0.0)
+                chunks.extend(batch)
+        finally:
+            await stream.aclose()
+        waited = max(waited, getattr(stream, "queue_seconds", 0.0))
+        return Reply(completion_from_chunks(chunks), queue_ms=round(waited * 1000))
 
     async def count_tokens(
         self, model: str, messages: list[Any], **params: Any
@@ -207,6 +231,13 @@ class LocalProvider(Provider):
 
 
 _NOT_PARAMS = frozenset({"self", "model", "messages", "other"})
+
+
+def _max_queue_from_env() -> int:
+    raw = os.environ.get("AILS_LOCAL_MAX_QUEUE")
+    if raw is not None and raw.strip() == "0":
+        return 0
+    return _env_int("AILS_LOCAL_MAX_QUEUE") or DEFAULT_MAX_QUEUE
 
 
 async def _in_thread(fn: Callable[[Settings], T], arg: Settings) -> T:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, QueueWait
 from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
@@ -46,7 +46,7 @@ from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
 from ails.server.validation import cap_tokens, validate
 from ails.types import ChatRequest
-from ails.wire import DONE, ChunkEncoder, chunk_json, completion_json, frame_batch
+from ails.wire import DONE, ChunkEncoder, chunk_json, completion_json, frame_batch, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.metrics import GatewayMetrics
@@ -62,6 +62,8 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
 }
 _HEALTH = b'{"status":"ok"}'
+#: A non-streamed answer's wait for a busy model, in milliseconds.
+QUEUE_MS_HEADER = "x-ails-queue-ms"
 
 
 class Gateway:
@@ -162,6 +164,8 @@ class Gateway:
             if refund is not None:
                 await refund()
             raise self.failure(exc, headers) from None
+        if reply.queue_ms is not None:  # how long it waited for a busy model
+            headers[QUEUE_MS_HEADER] = str(reply.queue_ms)
         answer = reply.raw
         record = record_of(request)
         if answer is None:  # made here: it says the name asked for (an alias, say)
@@ -295,6 +299,10 @@ class Gateway:
             if record is not None:
                 record.streamed = True
             async for batch in stream:
+                if type(batch) is QueueWait:  # a busy model: say where it stands
+                    if not batch.started:
+                        await write(queue_comment(batch.ahead))
+                    continue
                 if meter is not None:
                     meter.observe(batch)
                 # Usage rides on a stream's last chunk (checked inline: per batch).
@@ -304,6 +312,8 @@ class Gateway:
                 data = frame_batch(batch, include_usage=include_usage, model=model, encode=encode)
                 if stream.ended:  # the last batch: sent with the end, in one write
                     last = data
+                    if record is not None and not wrote:
+                        record.first_byte()
                     break
                 if data:
                     if not wrote:

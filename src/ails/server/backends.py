@@ -63,6 +63,8 @@ def _named(
     provider_config.check_table(name, table, "config")
     settings: dict[str, Any] = provider_config.provider_settings(name, table, environ)
     cls = registry.provider_class(provider_config.type_of(name, table))
+    if "max_queue" in cls.settings():  # the embedded model's line (--max-queue)
+        settings.setdefault("max_queue", config.max_queue)
     if "api_key" in cls.settings():
         key, _ = provider_config.resolve_key(name, table, dict, environ)
         if key is not None:

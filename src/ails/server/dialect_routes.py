@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import web
 
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream, TokenCount
+from ails.providers.base import ChunkStream, QueueWait, TokenCount
 from ails.server.auth import Caller, bearer_token
 from ails.server.dialects import (
     messages_request,
@@ -35,7 +35,7 @@ from ails.server.middleware import anthropic_error_response
 from ails.server.records import current_record, note_refusal
 from ails.server.validation import refuse_signed
 from ails.types import Completion
-from ails.wire import named_events
+from ails.wire import named_events, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -109,6 +109,8 @@ class DialectRoutes:
         record = current_record()
         if record is not None:
             record.usage(reply.completion.usage)
+        if reply.queue_ms is not None:
+            headers["x-ails-queue-ms"] = str(reply.queue_ms)
         return reply.completion
 
     async def _pump(
@@ -133,6 +135,10 @@ class DialectRoutes:
             await resp.write(named_events(start))
             try:
                 async for batch in stream:
+                    if type(batch) is QueueWait:  # comments are legal in any SSE stream
+                        if not batch.started:
+                            await resp.write(queue_comment(batch.ahead))
+                        continue
                     if record is not None:
                         record.batch(batch)
                     events = [event for chunk in batch for event in feed(chunk)]

@@ -32,6 +32,8 @@ from ails.errors import (
 from ails.wire import error_event, error_json
 
 JSON_TYPE = "application/json"
+#: The code of a refusal because the embedded model's line is full (local/slots.py).
+QUEUE_FULL = "queue_full"
 
 
 class GatewayError(Exception):
@@ -165,6 +167,12 @@ def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
         return GatewayError(504, f"{where}{message}", code=exc.code or "timeout")
     if isinstance(exc, ProtocolError):
         return GatewayError(502, f"{where}{message}", code=exc.code or "upstream_protocol_error")
+    if isinstance(exc, ProviderError) and exc.code == QUEUE_FULL:
+        # A busy model with a full line (--max-queue): the client may try again soon.
+        retry = max(1, math.ceil(exc.retry_after or 1))
+        return GatewayError(
+            503, f"{where}{message}", code=QUEUE_FULL, headers={"retry-after": str(retry)}
+        )
     if isinstance(exc, ProviderError) and exc.code == CONNECTION_FAILED:
         # A connection-level failure: the library's text names the socket
         # address; the client learns which upstream failed, the log the rest.

@@ -202,6 +202,12 @@ class GatewayConfig:
     timeout: float | None = option(
         600.0, "seconds for a whole upstream answer", zero_is_none=True, **SECONDS
     )
+    max_queue: int = option(
+        64,
+        "requests that may wait for a busy embedded model (default 64); more get 503 queue_full",
+        kind=int,
+        at_least=0,
+    )
     models_refresh: float = option(
         30.0, "least seconds between model-list refreshes (default 30)", at_least=0, **SECONDS
     )

@@ -68,7 +68,7 @@ MAX_HEADERS = 128
 
 _CORS_METHODS = "GET, POST, OPTIONS"
 _CORS_HEADERS = "Authorization, Content-Type, X-Request-Id"
-_CORS_EXPOSE = "x-request-id, x-ails-overhead-ms, retry-after"
+_CORS_EXPOSE = "x-request-id, x-ails-overhead-ms, x-ails-queue-ms, retry-after"
 _CORS_MAX_AGE = "600"
 
 

@@ -209,7 +209,10 @@
     else content.textContent = m.content; // the user's own text and error messages: never HTML
     article.classList.toggle("streaming", m.status === "streaming");
     article.classList.toggle("pending", m.status === "streaming" && !m.content);
-    article.querySelector(".note").textContent = STATUS_NOTES[m.status] || "";
+    const waiting = m.status === "streaming" && !m.content && typeof m.ahead === "number";
+    article.querySelector(".note").textContent = waiting
+      ? `Waiting for the model (${m.ahead} ahead)…`
+      : STATUS_NOTES[m.status] || "";
   }
 
   function renderAll() {
@@ -361,9 +364,9 @@
   }
 
   // Reads a server-sent event stream (the WHATWG format as OpenAI uses it).
-  // Calls onData(text) for each event's data; resolves true when `data: [DONE]`
-  // arrived, false when the body ended without it.
-  async function readEvents(body, onData) {
+  // Calls onData(text) for each event's data and onComment(text) for each comment
+  // line; resolves true when `data: [DONE]` arrived, false when the body ended without it.
+  async function readEvents(body, onData, onComment) {
     const reader = body.getReader();
     const decoder = new TextDecoder(); // strips a leading BOM; {stream: true} keeps split UTF-8 whole
     let buffer = "";
@@ -371,7 +374,8 @@
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("data:")) data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
-        // comments (": keep-alive"), event:, id: and retry: lines carry nothing we use
+        else if (line.startsWith(":") && onComment) onComment(line.slice(1).trim());
+        // event:, id: and retry: lines carry nothing we use
       }
       if (data.length === 0) return false; // an event without data is not dispatched
       const text = data.join("\n");
@@ -550,6 +554,13 @@
           scheduleRender(reply);
         }
         if (choice.finish_reason) finish = choice.finish_reason;
+      }, (comment) => {
+        // ": queued ahead=N": the model is busy; say so until the answer starts.
+        const queued = /^queued ahead=(\d+)$/.exec(comment);
+        if (queued && !reply.content) {
+          reply.ahead = Number(queued[1]);
+          updateMessage(reply);
+        }
       });
       reply.status = !done && !finish ? "cut" : finish === "length" ? "length" : "done";
     } catch (e) {

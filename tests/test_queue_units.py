@@ -1,0 +1,146 @@
+"""The line in front of the embedded model's slots (local/slots.py), the
+``: queued ahead=N`` comment (ails.wire), and the openai provider passing the
+comment up as a ``QueueWait`` batch, against a small real upstream that sends
+it. No model here: the gate is plain bookkeeping, checked step by step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from ails.local.slots import QueueFull, QueueSnapshot, SlotGate, certainly_fits
+from ails.providers import registry
+from ails.providers.base import QueueWait, Timeouts
+from ails.sse import SSEDecoder
+from ails.wire import queue_ahead, queue_comment
+
+
+class FakeWaiter:
+    """Records what the gate tells it; ``wants`` False declines its slot."""
+
+    def __init__(self, name: str, wants: bool = True) -> None:
+        self.name = name
+        self.wants = wants
+        self.places: list[int] = []
+        self.offered = 0
+
+    def take_slot(self) -> bool:
+        self.offered += 1
+        return self.wants
+
+    def moved(self, ahead: int) -> None:
+        self.places.append(ahead)
+
+
+def test_the_line_counts_those_answered_and_those_before() -> None:
+    gate = SlotGate(1)
+    a, b, c = FakeWaiter("a"), FakeWaiter("b"), FakeWaiter("c")
+    assert gate.enter(a, max_queue=5, provider="local") is None  # a free slot
+    assert a.offered == 0  # the caller starts it itself
+    assert gate.enter(b, max_queue=5, provider="local") == 1  # a is ahead
+    assert gate.enter(c, max_queue=5, provider="local") == 2
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=2)
+    gate.release()  # a leaves the runtime: b takes the slot, c moves up
+    assert b.offered == 1 and c.places == [1]
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    gate.release()
+    gate.release()
+    assert gate.snapshot() == QueueSnapshot(busy=0, slots=1, queued=0)
+
+
+def test_past_max_queue_queue_full_and_nothing_changes() -> None:
+    gate = SlotGate(1)
+    gate.enter(FakeWaiter("a"), max_queue=1, provider="local")
+    gate.enter(FakeWaiter("b"), max_queue=1, provider="local")
+    with pytest.raises(QueueFull) as info:
+        gate.enter(FakeWaiter("c"), max_queue=1, provider="local")
+    err = info.value
+    assert (err.status, err.code, err.retry_after, err.retryable) == (503, "queue_full", 1.0, False)
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    # max_queue 0: a free slot still serves, but nobody waits.
+    zero = SlotGate(1)
+    assert zero.enter(FakeWaiter("x"), max_queue=0, provider="local") is None
+    with pytest.raises(QueueFull):
+        zero.enter(FakeWaiter("y"), max_queue=0, provider="local")
+
+
+def test_leaving_the_line_moves_those_behind_and_a_declined_slot_passes_on() -> None:
+    gate = SlotGate(2)
+    gate.enter(FakeWaiter("a"), max_queue=9, provider="local")
+    gate.enter(FakeWaiter("b"), max_queue=9, provider="local")
+    gone, c, d = FakeWaiter("gone", wants=False), FakeWaiter("c"), FakeWaiter("d")
+    assert gate.enter(gone, max_queue=9, provider="local") == 2
+    assert gate.enter(c, max_queue=9, provider="local") == 3
+    assert gate.enter(d, max_queue=9, provider="local") == 4
+    assert gate.withdraw(c) and d.places == [3]
+    assert not gate.withdraw(c)  # not in the line any more
+    gate.release()  # offered to "gone", who declines: d gets it
+    assert gone.offered == 1 and d.offered == 1
+    assert gate.snapshot() == QueueSnapshot(busy=2, slots=2, queued=0)
+
+
+def test_the_comment_round_trips_and_nothing_else_parses() -> None:
+    assert queue_comment(3) == b": queued ahead=3\n\n"
+    decoder = SSEDecoder(keep_comments=True)
+    assert decoder.feed(queue_comment(3) + b": keep-alive\n\n") == []
+    assert decoder.comments is not None
+    assert [queue_ahead(c) for c in decoder.comments] == [3, None]
+    for other in (" queued ahead=", " queued ahead=-1", " queued ahead=1x", " queued ahead=١"):
+        assert queue_ahead(other) is None
+    assert SSEDecoder().comments is None  # not kept unless asked
+
+
+def test_a_prompt_that_certainly_fits() -> None:
+    assert certainly_fits(b"x" * 100, 4096)
+    assert not certainly_fits(b"x" * 4000, 4096)
+
+
+CHUNK = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+    b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+)
+
+
+@pytest.fixture
+async def queued_upstream() -> AsyncIterator[str]:
+    """Says ``: queued ahead=2`` then ``=1``, 1.2 s apart, then answers: the
+    client's idle timeout (2 s) is shorter than the whole wait, longer than a gap."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for ahead in (2, 1):
+            await resp.write(queue_comment(ahead))
+            await asyncio.sleep(1.2)
+        await resp.write(CHUNK + b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    await runner.cleanup()
+
+
+async def test_the_openai_provider_passes_the_wait_up(queued_upstream: str) -> None:
+    provider = registry.build(
+        "openai",
+        {"base_url": queued_upstream, "api_key": "x"},
+        timeouts=Timeouts(connect=5, idle=2.0, total=30),
+    )
+    try:
+        stream = await provider.connect("m", [{"role": "user", "content": "hi"}])
+        batches = [batch async for batch in stream]
+    finally:
+        await provider.aclose()
+    waits = [b for b in batches if isinstance(b, QueueWait)]
+    assert [w.ahead for w in waits] == [2, 1]
+    assert all(len(w) == 0 for w in waits)  # no chunks: readers of chunks see nothing
+    chunks = [c for b in batches for c in b]
+    assert [c.choices[0].delta.content for c in chunks] == ["hi"]
