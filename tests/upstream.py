@@ -28,8 +28,8 @@ model                      stream (``stream: true``) / non-stream
 =========================  ==================================================================
 any plain name             echo: one chunk per word of the last message's string content
 (``test-model``, ``x:y``)  (``word + " "``); 5 ``tok{i}`` chunks when it is empty/not text.
-                           With function ``tools``, a last user message that names one
-                           (as a word) is answered by a call of it: arguments
+                           With function ``tools``, a last user message beginning
+                           ``please NAME`` (a tool's) is answered by a call of it: arguments
                            ``{"FIRST_PARAM": "words after the name"}``, ``finish_reason:
                            tool_calls``; the tool's result (a ``tool`` message) is echoed
 ``chunks:N``               N chunks. N > 1000: 100 events per write
@@ -342,10 +342,12 @@ def _echo_contents(body: dict[str, Any]) -> list[str]:
 
 def _asked_call(body: dict[str, Any]) -> tuple[str, str, str] | None:
     """``(call id, tool name, arguments)`` when the request offers function
-    tools and its last message is the user's, naming one of them as a word:
-    the words after the name become the tool's first parameter (``input``
-    when it declares none). A tool result, or any other last message, is
-    answered as usual (echoed)."""
+    tools and its last message is the user's, beginning ``please NAME`` for one
+    of them: the words after the name become the tool's first parameter
+    (``input`` when it declares none). A tool result, or any other last
+    message, is answered as usual (echoed). The ask must open the message: an
+    agent's prompt names its tools in passing (Claude Code's reminders do) and
+    must get its echo, not a call."""
     tools, messages = body.get("tools"), body.get("messages")
     if not isinstance(tools, list) or not isinstance(messages, list) or not messages:
         return None
@@ -354,10 +356,12 @@ def _asked_call(body: dict[str, Any]) -> tuple[str, str, str] | None:
         return None
     content = last.get("content")
     words = content.split() if isinstance(content, str) else []
+    if len(words) < 2 or words[0] != "please":
+        return None
     for tool in tools:
         function = tool.get("function") if isinstance(tool, dict) else None
         name = function.get("name") if isinstance(function, dict) else None
-        if isinstance(name, str) and name in words:
+        if isinstance(name, str) and name == words[1]:
             parameters = function.get("parameters") or {}  # type: ignore[union-attr]
             properties = parameters.get("properties") if isinstance(parameters, dict) else None
             first = next(iter(properties), "input") if isinstance(properties, dict) else "input"
