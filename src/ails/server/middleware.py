@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
+from ails.server.logsink import access_sink
 from ails.server.records import note_refusal
 from ails.server.security import SecurityPolicy, screen
 
@@ -133,14 +134,27 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: client, method, path, status, duration, request id,
-    and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
-    the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
-    header or the body (keys live there). ``--log-format json`` has its own
-    (server/logformat.py)."""
+        and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
+        the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
+        header or the body (keys live there). ``--log-format json`` has its own
+        (server/logformat.py). Through ``ails serve``'s handler the line is written
+    without a ``LogRecord`` and buffered (server/logsink.py)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
         caller = request.get("caller")
-        self.logger.info(
+        who = caller.label() if caller is not None else "-"
+        sink = access_sink(logger)
+        if sink is not None:  # ``ails serve``'s own handler: no record, buffered
+            sink.access(
+                logger.name,
+                f"{request.remote} {request.method} {request.path} {response.status} "
+                f"{time * 1000:.1f}ms rid={request.get('rid', '-')} who={who}",
+            )
+            return
+        logger.info(
             "%s %s %s %d %.1fms rid=%s who=%s",
             request.remote,
             request.method,
@@ -148,7 +162,7 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             time * 1000,
             request.get("rid", "-"),
-            caller.label() if caller is not None else "-",
+            who,
         )
 
 
