@@ -144,11 +144,15 @@ class JsonAccessLogger(AbstractAccessLogger):
     """The access line of ``--log-format json``: a short message and the
     request's fields, which :class:`JsonFormatter` writes out."""
 
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.sink = access_sink(logger)  # once a connection (middleware.AccessLogger)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        sink = access_sink(logger)
+        sink = self.sink
         if sink is not None:  # ``ails serve``'s own handler: no record, buffered
             message = f"{request.method} {request.path} {response.status}"
             sink.access(logger.name, message, access_fields(request, response, time))

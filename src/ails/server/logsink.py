@@ -15,7 +15,10 @@ access lines of at most the last :data:`FLUSH_SECONDS` (and never more than
 
 Where the configuration is not the one ``ails serve`` makes (a handler of
 another kind, another handler beside it, a formatter without
-``access_line``), the access loggers log through ``logging`` as before.
+``access_line``), the access loggers log through ``logging`` as before. The
+access loggers look the sink up when aiohttp makes them, once a connection:
+a handler added or removed later applies to the connections opened after it
+(the logger's level applies at once).
 """
 
 from __future__ import annotations
@@ -68,8 +71,10 @@ class TextFormatter(logging.Formatter):
         self, name: str, message: str, fields: dict[str, Any] | None, created: float
     ) -> str:
         """The line ``format`` would make of an INFO record (``fields`` unused)."""
-        ms = int((created - int(created)) * 1000)
-        return f"{self._stamp(created)},{ms:03d} INFO {name}: {message}\n"
+        second = int(created)
+        if second != self._second:
+            self._stamp(created)
+        return f"{self._text},{int((created - second) * 1000):03d} INFO {name}: {message}\n"
 
 
 class LogSink(logging.StreamHandler):  # type: ignore[type-arg]

@@ -140,13 +140,19 @@ class AccessLogger(AbstractAccessLogger):
         (server/logformat.py). Through ``ails serve``'s handler the line is written
     without a ``LogRecord`` and buffered (server/logsink.py)."""
 
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        # aiohttp makes one per connection: the handler a line reaches is
+        # looked up once a connection, not once a request.
+        self.sink = access_sink(logger)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
         caller = request.get("caller")
         who = caller.label() if caller is not None else "-"
-        sink = access_sink(logger)
+        sink = self.sink
         if sink is not None:  # ``ails serve``'s own handler: no record, buffered
             sink.access(
                 logger.name,
