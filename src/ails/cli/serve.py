@@ -223,14 +223,19 @@ async def _serve(config: GatewayConfig) -> None:
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
         _say(config, f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})")
         await _wait_for_signal()
+        _flush_logs()  # the buffered access lines before the line that says so
         _say(config, "ails: shutting down")
     finally:
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()
-        # The buffered access lines, the last requests' included, go out now.
-        for handler in logging.getLogger().handlers:
-            handler.flush()
+        _flush_logs()  # the requests that were still running
+
+
+def _flush_logs() -> None:
+    """Write out the access lines the log handler buffers (server/logsink.py)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 #: Allocations (net) between two collections of the young generation.
