@@ -1,6 +1,7 @@
 """CPU per access line: ``--log-format text`` against ``json``, through the
-logging stack ``ails serve`` sets up (its redacting filter, its formatter, a
-stream handler writing to /dev/null); and the metrics' work for one request
+logging stack ``ails serve`` sets up (its handler, server/logsink.py, which
+redacts; its formatter; writing to /dev/null, one write a line here: no event
+loop runs, so nothing is buffered); and the metrics' work for one request
 (the router's attempt event and the counting when it ends).
 
     .venv/bin/python bench/access_log.py [--n 50000] [--rounds 5]
@@ -21,10 +22,10 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from ails.cli.serve import _LogFormatter, _RedactingFilter
 from ails.server.auth import Caller
 from ails.server.errors import Redactor
 from ails.server.logformat import JsonAccessLogger, JsonFormatter
+from ails.server.logsink import LogSink, TextFormatter
 from ails.server.middleware import AccessLogger
 from ails.server.records import RECORD, RequestRecord
 
@@ -33,12 +34,11 @@ SECRETS = ["sk-client-0123456789abcdef", "sk-upstream-fedcba9876543210", "s3cret
 
 def logger_for(fmt: str, sink: object) -> logging.Logger:
     redact = Redactor(SECRETS, names={"127.0.0.1:9999": "<upstream1>"})
-    handler = logging.StreamHandler(sink)  # type: ignore[arg-type]
+    handler = LogSink(sink, redact)  # type: ignore[arg-type]
     if fmt == "json":
         handler.setFormatter(JsonFormatter(redact))
     else:
-        handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_RedactingFilter(redact))
+        handler.setFormatter(TextFormatter())
     log = logging.getLogger(f"bench.access.{fmt}")
     log.handlers[:] = [handler]
     log.propagate = False

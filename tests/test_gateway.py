@@ -618,3 +618,21 @@ def test_no_request_here_got_a_500(
         statuses = re.findall(r" (?:GET|POST|PUT|HEAD) \S+ (\d{3}) ", g.log)
         assert statuses and "500" not in statuses
         assert "Traceback" not in g.log
+
+
+def test_a_clean_shutdown_writes_every_buffered_access_line_first(up: Upstream) -> None:
+    # Access lines wait up to 0.1 s in a buffer (server/logsink.py); SIGTERM
+    # right after the answers must not lose them, nor put them after the goodbye.
+    g = Gateway(["--upstream", up.base_url]).start()
+    try:
+        rids = []
+        for _ in range(3):
+            status, headers, _ = post_json(g, {"model": "test-model", "messages": HELLO})
+            assert status == 200
+            rids.append(headers["x-request-id"])
+    finally:
+        assert g.stop() == 0, g.log
+    bye = next(i for i, ln in enumerate(g.lines) if "ails: shutting down" in ln)
+    for rid in rids:
+        at = [i for i, ln in enumerate(g.lines) if f"rid={rid} " in ln]
+        assert at and at[0] < bye, g.log

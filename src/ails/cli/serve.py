@@ -8,7 +8,6 @@ import gc
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -16,43 +15,6 @@ import click
 
 if TYPE_CHECKING:
     from ails.server.config import GatewayConfig
-
-
-class _RedactingFilter(logging.Filter):
-    """Last line of defence: no configured secret and no backend address
-    (shown as ``<upstream1>``) reaches the log, whatever logged it: the
-    library's router logs its retries with the provider's own error text.
-    ``redact`` becomes the gateway's own once its backends are built (their
-    keys and addresses are known only then)."""
-
-    def __init__(self, redact: Any) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.redact.secrets or self.redact.names:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            if record.exc_info:  # a traceback's messages may quote a secret too
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
-
-
-class _LogFormatter(logging.Formatter):
-    """The default line, with the date and time text made once a second
-    rather than once a line (``strftime`` per access-log line was a visible
-    share of a request's CPU under load)."""
-
-    _second = -1
-    _text = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime(self.default_time_format, self.converter(record.created))
-        return f"{self._text},{int(record.msecs):03d}"
 
 
 def gateway_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -157,22 +119,22 @@ def run_on(
 
 def _setup_logging(level: str, config: GatewayConfig) -> None:
     from ails.server.errors import Redactor
+    from ails.server.logsink import LogSink, TextFormatter
     from ails.server.security import ParseErrorLogFilter
 
-    handler = logging.StreamHandler(sys.stderr)
-    redact = Redactor(config.secrets(), names=config.upstream_addresses())
+    # Redacts every line; buffers the access lines (server/logsink.py).
+    handler = LogSink(sys.stderr, Redactor(config.secrets(), names=config.upstream_addresses()))
     if config.log_format == "json":
         from ails.local import weights
         from ails.server.logformat import JsonFormatter
 
-        handler.setFormatter(JsonFormatter(redact))
+        handler.setFormatter(JsonFormatter(handler.redact))
         # The embedded model's load progress, a log line too.
         weights.progress_sink = logging.getLogger("ails.local").info
     else:
-        handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     # First: a request aiohttp cannot parse is logged without quoting its line.
     handler.addFilter(ParseErrorLogFilter())
-    handler.addFilter(_RedactingFilter(redact))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -202,13 +164,13 @@ async def _serve(config: GatewayConfig) -> None:
     from ails.server.connections import ConnectionGuard
     from ails.server.listener import listen, raise_fd_limit
     from ails.server.logformat import JsonAccessLogger, JsonFormatter
+    from ails.server.logsink import LogSink
     from ails.server.security import MAX_FIELD_SIZE, MAX_HEADERS, MAX_LINE_SIZE
 
     gateway = create_gateway(config)
     for handler in logging.getLogger().handlers:
-        for f in handler.filters:
-            if isinstance(f, _RedactingFilter):
-                f.redact = gateway.redact  # now with every backend's key and address
+        if isinstance(handler, LogSink):
+            handler.redact = gateway.redact  # now with every backend's key and address
         if isinstance(handler.formatter, JsonFormatter):
             handler.formatter.redact = gateway.redact
     # Deadlines and caps on client connections (docs/gateway.md); its counts
@@ -261,11 +223,19 @@ async def _serve(config: GatewayConfig) -> None:
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
         _say(config, f"ails: serving {_url(host, port)} (models: {shown or 'none yet'})")
         await _wait_for_signal()
+        _flush_logs()  # the buffered access lines before the line that says so
         _say(config, "ails: shutting down")
     finally:
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()
+        _flush_logs()  # the requests that were still running
+
+
+def _flush_logs() -> None:
+    """Write out the access lines the log handler buffers (server/logsink.py)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 #: Allocations (net) between two collections of the young generation.

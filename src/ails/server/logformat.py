@@ -7,9 +7,10 @@ names them). Every text field goes through the gateway's redactor here, on
 top of the redacting filter that already cleaned the message, so a key a
 client put in a model name or a path never reaches the log.
 
-The access line costs one ``LogRecord`` (what ``logging`` needs to reach its
-handlers), one dict and one msgspec encode: its fields ride on the record as
-they are and are written straight into the line, with no format string.
+Through ``ails serve``'s own handler (server/logsink.py) the access line
+costs one dict and one msgspec encode, and no ``LogRecord``: the handler
+buffers it. Through any other handler its fields ride on a ``LogRecord``
+(``ACCESS_FIELDS``) and :class:`JsonFormatter` writes them out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from ails.server.logsink import access_sink
 from ails.server.records import RECORD, RequestRecord, dialect_of, endpoint_of
 
 _encode = msgspec.json.Encoder().encode
@@ -59,6 +61,29 @@ class JsonFormatter(logging.Formatter):
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
+    def access_line(
+        self, name: str, message: str, fields: dict[str, Any] | None, created: float
+    ) -> str:
+        """The line of an INFO record carrying ``fields``, made without the
+        record (server/logsink.py); ``message`` comes redacted."""
+        line: dict[str, Any] = {
+            "time": self._time(created),
+            "level": "INFO",
+            "logger": name,
+            "message": message,
+        }
+        if fields is not None:
+            self._add_fields(line, fields)
+        return _encode(line).decode() + "\n"
+
+    def _add_fields(self, line: dict[str, Any], fields: dict[str, Any]) -> None:
+        line.update(fields)
+        redact = self.redact
+        for name in CLIENT_FIELDS:
+            value = fields[name]
+            if value is not None:
+                line[name] = redact(value)
+
     def format(self, record: logging.LogRecord) -> str:
         redact = self.redact
         line: dict[str, Any] = {
@@ -69,11 +94,7 @@ class JsonFormatter(logging.Formatter):
         }
         fields: dict[str, Any] | None = getattr(record, ACCESS_FIELDS, None)
         if fields is not None:
-            line.update(fields)
-            for name in CLIENT_FIELDS:
-                value = fields[name]
-                if value is not None:
-                    line[name] = redact(value)
+            self._add_fields(line, fields)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -123,9 +144,18 @@ class JsonAccessLogger(AbstractAccessLogger):
     """The access line of ``--log-format json``: a short message and the
     request's fields, which :class:`JsonFormatter` writes out."""
 
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.sink = access_sink(logger)  # once a connection (middleware.AccessLogger)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
+            return
+        sink = self.sink
+        if sink is not None:  # ``ails serve``'s own handler: no record, buffered
+            message = f"{request.method} {request.path} {response.status}"
+            sink.access(logger.name, message, access_fields(request, response, time))
             return
         # makeRecord + handle is what ``logger.info`` does, less the search of
         # the stack for the caller's file and line, which no access line shows.

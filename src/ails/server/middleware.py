@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
+from ails.server.logsink import access_sink
 from ails.server.records import note_refusal
 from ails.server.security import SecurityPolicy, screen
 
@@ -133,14 +134,33 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: client, method, path, status, duration, request id,
-    and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
-    the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
-    header or the body (keys live there). ``--log-format json`` has its own
-    (server/logformat.py)."""
+        and who called (``key:`` and the key's id: its ``[keys.NAME]`` name, else
+        the first 8 hex digits of its digest; ``signed`` or ``open``). Never a
+        header or the body (keys live there). ``--log-format json`` has its own
+        (server/logformat.py). Through ``ails serve``'s handler the line is written
+    without a ``LogRecord`` and buffered (server/logsink.py)."""
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        # aiohttp makes one per connection: the handler a line reaches is
+        # looked up once a connection, not once a request.
+        self.sink = access_sink(logger)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
         caller = request.get("caller")
-        self.logger.info(
+        who = caller.label() if caller is not None else "-"
+        sink = self.sink
+        if sink is not None:  # ``ails serve``'s own handler: no record, buffered
+            sink.access(
+                logger.name,
+                f"{request.remote} {request.method} {request.path} {response.status} "
+                f"{time * 1000:.1f}ms rid={request.get('rid', '-')} who={who}",
+            )
+            return
+        logger.info(
             "%s %s %s %d %.1fms rid=%s who=%s",
             request.remote,
             request.method,
@@ -148,7 +168,7 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             time * 1000,
             request.get("rid", "-"),
-            caller.label() if caller is not None else "-",
+            who,
         )
 
 
