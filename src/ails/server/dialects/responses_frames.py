@@ -21,6 +21,12 @@ def _escaped(json_text: bytes) -> bytes:
     return json_text.replace(b"data: ", b"data\\u003a ") if b"data: " in json_text else json_text
 
 
+def escaped_string(text: str) -> bytes:
+    """``text`` as a JSON string, safe inside a ``data:`` line."""
+    data = json_string(text)
+    return data.replace(b"data: ", b"data\\u003a ") if b"data: " in data else data
+
+
 def response_event(kind: str, seq: int, response: bytes) -> bytes:
     """``response.created`` (and the other events that carry the object)."""
     payload = b'{"type":"%s","sequence_number":%d,"response":%s}' % (kind.encode(), seq, response)
@@ -45,16 +51,16 @@ def message_opened(seq: int, index: int, item_id: str) -> bytes:
     return _OPENED % (seq, index, quoted, seq + 1, quoted, index)
 
 
-_DELTA = _frame(
-    "response.output_text.delta",
-    b'{"type":"response.output_text.delta","sequence_number":%d,"item_id":%s,'
-    b'"output_index":%d,"content_index":0,"delta":%s,"logprobs":[]}',
-)
-
-
-def text_delta(seq: int, index: int, quoted_id: bytes, text: str) -> bytes:
-    """One ``output_text.delta``: one per token."""
-    return _DELTA % (seq, quoted_id, index, _escaped(json_string(text)))
+def text_delta_template(index: int, item_id: str) -> bytes:
+    """An ``output_text.delta`` frame of one item, to fill in with its
+    sequence number and :func:`escaped_string` of its text: one per token."""
+    fixed = b'"item_id":%s,"output_index":%d' % (json_string(item_id), index)
+    return _frame(
+        "response.output_text.delta",
+        b'{"type":"response.output_text.delta","sequence_number":%d,'
+        + fixed.replace(b"%", b"%%")
+        + b',"content_index":0,"delta":%s,"logprobs":[]}',
+    )
 
 
 _CLOSED = (
@@ -97,4 +103,10 @@ def message_closed(seq: int, index: int, item_id: str, text: str) -> bytes:
     )
 
 
-__all__ = ["message_closed", "message_opened", "response_event", "text_delta"]
+__all__ = [
+    "escaped_string",
+    "message_closed",
+    "message_opened",
+    "response_event",
+    "text_delta_template",
+]

@@ -77,8 +77,8 @@ class ResponseStream:
         self._usage: Usage | None = None
         self._finish: str | None = None
         self._error: dict[str, Any] | None = None
-        #: The open message's id as JSON, for its deltas.
-        self._text_id = b""
+        #: The open message's delta frame, to fill with a number and the text.
+        self._delta = b""
         #: The echoed request fields as JSON members, encoded once (see response_json).
         self._echo_json: bytes | None = None
 
@@ -180,18 +180,18 @@ class ResponseStream:
         for choice in chunk.choices:
             if choice.index != 0:
                 continue  # a response has one answer
-            text = choice.delta.content or choice.delta.refusal
+            delta = choice.delta
+            text = delta.content or delta.refusal
             if text:
-                events += self._text(text)
-            for call in choice.delta.tool_calls or ():
+                self._text(text, events)
+            for call in delta.tool_calls or ():
                 if isinstance(call, dict):
                     events += self._call(call)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
         return events
 
-    def _text(self, text: str) -> list[DialectEvent]:
-        events: list[DialectEvent] = []
+    def _text(self, text: str, events: list[DialectEvent]) -> None:
         if self._open_key != "text":
             events += self._close()
             item: dict[str, Any] = {
@@ -202,21 +202,18 @@ class ResponseStream:
                 "content": [],
             }
             self._open, self._open_key = {**item, "_text": []}, "text"
-            self._text_id = json_string(item["id"])
             if not self._quiet:
                 opened = frames.message_opened(self._seq, len(self._output), item["id"])
                 events.append((FRAMES, opened))
                 self._seq += 2
+                self._delta = frames.text_delta_template(len(self._output), item["id"])
         open_item = self._open
         assert open_item is not None
         open_item["_text"].append(text)
-        if self._quiet:
-            return events
-        # One of these per token: written from a template, not built and encoded.
-        delta = frames.text_delta(self._seq, len(self._output), self._text_id, text)
-        self._seq += 1
-        events.append((FRAMES, delta))
-        return events
+        if not self._quiet:
+            # One of these per token: its item's template, a number and the text.
+            events.append((FRAMES, self._delta % (self._seq, frames.escaped_string(text))))
+            self._seq += 1
 
     def _call(self, call: dict[str, Any]) -> list[DialectEvent]:
         events: list[DialectEvent] = []
