@@ -10,7 +10,12 @@ part a client controls (the text; ids, numbers and event names are ours)."""
 
 from __future__ import annotations
 
+import msgspec
+
 from ails.server.dialects.common import json_string
+
+#: Called directly for each token's text, rather than through json_string.
+_encode = msgspec.json.Encoder().encode
 
 
 def _frame(name: str, payload: bytes) -> bytes:
@@ -23,7 +28,7 @@ def _escaped(json_text: bytes) -> bytes:
 
 def escaped_string(text: str) -> bytes:
     """``text`` as a JSON string, safe inside a ``data:`` line."""
-    data = json_string(text)
+    data = _encode(text)
     return data.replace(b"data: ", b"data\\u003a ") if b"data: " in data else data
 
 

@@ -201,15 +201,14 @@ class ResponseStream:
                 "role": "assistant",
                 "content": [],
             }
-            self._open, self._open_key = {**item, "_text": []}, "text"
+            self._parts: list[str] = []
+            self._open, self._open_key = {**item, "_text": self._parts}, "text"
             if not self._quiet:
                 opened = frames.message_opened(self._seq, len(self._output), item["id"])
                 events.append((FRAMES, opened))
                 self._seq += 2
                 self._delta = frames.text_delta_template(len(self._output), item["id"])
-        open_item = self._open
-        assert open_item is not None
-        open_item["_text"].append(text)
+        self._parts.append(text)
         if not self._quiet:
             # One of these per token: its item's template, a number and the text.
             events.append((FRAMES, self._delta % (self._seq, frames.escaped_string(text))))
