@@ -166,7 +166,7 @@ class DialectEdge:
         if not translated.stream:
             done = completion_from_chunks(script)
             answer, _ = rout.completion_to_response(done, translated, created_at=time.time())
-            return web.json_response(answer)
+            return web.Response(body=answer, content_type="application/json")
         stream = rout.ResponseStream(translated, created_at=time.time())
         events = stream.start()
         for chunk in script:

@@ -179,6 +179,9 @@ def named_events(events: Iterable[tuple[str, Any]]) -> bytes:
     way: this runs for every token of every dialect stream."""
     out: list[bytes] = []
     for name, payload in events:
+        if not name:  # whole frames the dialect wrote itself (see FRAMES)
+            out.append(payload)
+            continue
         # bytes: JSON the dialect wrote itself (a text delta, from a template).
         data = payload if isinstance(payload, bytes) else _encode(payload)
         if b"data: " in data:
@@ -189,6 +192,10 @@ def named_events(events: Iterable[tuple[str, Any]]) -> bytes:
         out += (head, data, b"\n\n")
     return b"".join(out)
 
+
+#: The name of an "event" that is whole SSE frames already, written by a
+#: dialect from its templates, exactly as this function would have written them.
+FRAMES = ""
 
 #: ``event: NAME\ndata: `` by event name: a dialect has a dozen names.
 _EVENT_HEADS: dict[str, bytes] = {}
@@ -237,6 +244,7 @@ def queue_ahead(comment: str) -> int | None:
 
 __all__ = [
     "DONE",
+    "FRAMES",
     "QUEUE_COMMENT",
     "ChunkEncoder",
     "chunk_json",

@@ -297,7 +297,7 @@ class DialectRoutes:
                 completion, translated, created_at=time.time()
             )
             await self._save(translated, done, caller)
-            return web.Response(body=_encode(answer), content_type=JSON_TYPE, headers=headers)
+            return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
         stream = await self._open(translated.chat, headers)
         out = responses_stream.ResponseStream(translated, created_at=time.time())
         saved: list[bool] = []

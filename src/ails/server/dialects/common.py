@@ -20,6 +20,11 @@ _decode = msgspec.json.Decoder().decode
 DialectEvent = tuple[str, "dict[str, Any] | bytes"]
 
 
+def encode_json(value: Any) -> bytes:
+    """``value`` as compact JSON, for a payload written from a template."""
+    return _encode(value)
+
+
 def json_string(text: str) -> bytes:
     """``text`` as a JSON string, for a payload written by hand."""
     return _encode(text)

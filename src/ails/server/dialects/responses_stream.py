@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ails.server.dialects import responses_frames as frames
 from ails.server.dialects.common import (
     DialectEvent,
     dump_json,
+    encode_json,
     json_string,
     load_arguments,
     new_id,
 )
 from ails.server.dialects.responses_request import ResponsesRequest
 from ails.types import Chunk, ChunkChoice, Completion, Delta, Usage
+from ails.wire import FRAMES
 
 
 def _usage(usage: Usage | None) -> dict[str, Any]:
@@ -36,6 +39,14 @@ def _usage(usage: Usage | None) -> dict[str, Any]:
         "total_tokens": prompt + completion,
     }
 
+
+#: The response object; statuses are ASCII with nothing to escape,
+#: and the echoed request fields are never empty (see ResponsesRequest.echo).
+_RESPONSE = (
+    b'{"id":%s,"object":"response","created_at":%s,"status":"%s","model":%s,"output":%s,'
+    b'"error":%s,"incomplete_details":%s,"usage":%s,%s}'
+)
+_INCOMPLETE = b'{"reason":"max_output_tokens"}'
 
 #: What a quiet stream returns for an event: nobody reads it.
 _QUIET: DialectEvent = ("", {})
@@ -66,8 +77,10 @@ class ResponseStream:
         self._usage: Usage | None = None
         self._finish: str | None = None
         self._error: dict[str, Any] | None = None
-        #: The open message's delta payload between sequence number and text.
-        self._text_tail = b""
+        #: The open message's delta frame, to fill with a number and the text.
+        self._delta = b""
+        #: The echoed request fields as JSON members, encoded once (see response_json).
+        self._echo_json: bytes | None = None
 
     # -- the response object ------------------------------------------------------------------
 
@@ -87,6 +100,25 @@ class ResponseStream:
             **self.request.echo,
         }
         return out
+
+    def response_json(self) -> bytes:
+        """:meth:`response` as compact JSON, the same members in the same order,
+        written from a template: a stream sends the object three times, each
+        repeating the echoed request (tools included), which is encoded once."""
+        if self._echo_json is None:
+            self._echo_json = encode_json(self.request.echo)[1:-1]
+        status = self._status
+        return _RESPONSE % (
+            json_string(self.id),
+            encode_json(self._created_at),
+            status.encode(),
+            json_string(self.request.model),
+            encode_json(self._output) if self._output else b"[]",
+            encode_json(self._error) if self._error is not None else b"null",
+            _INCOMPLETE if status == "incomplete" else b"null",
+            encode_json(_usage(self._usage)) if status != "in_progress" else b"null",
+            self._echo_json,
+        )
 
     def history_message(self) -> dict[str, Any]:
         """The answer as one chat message, to continue the conversation from."""
@@ -128,11 +160,17 @@ class ResponseStream:
         self._seq += 1
         return (kind, payload)
 
+    def _response_event(self, kind: str, response: bytes) -> DialectEvent:
+        if self._quiet:
+            return _QUIET
+        self._seq += 1
+        return (FRAMES, frames.response_event(kind, self._seq - 1, response))
+
     def start(self) -> list[DialectEvent]:
-        response = self.response()  # the same object in both: nothing happened in between
+        response = self.response_json()  # the same in both: nothing happened in between
         return [
-            self._event("response.created", response=response),
-            self._event("response.in_progress", response=response),
+            self._response_event("response.created", response),
+            self._response_event("response.in_progress", response),
         ]
 
     def feed(self, chunk: Chunk) -> list[DialectEvent]:
@@ -142,18 +180,18 @@ class ResponseStream:
         for choice in chunk.choices:
             if choice.index != 0:
                 continue  # a response has one answer
-            text = choice.delta.content or choice.delta.refusal
+            delta = choice.delta
+            text = delta.content or delta.refusal
             if text:
-                events += self._text(text)
-            for call in choice.delta.tool_calls or ():
+                self._text(text, events)
+            for call in delta.tool_calls or ():
                 if isinstance(call, dict):
                     events += self._call(call)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
         return events
 
-    def _text(self, text: str) -> list[DialectEvent]:
-        events: list[DialectEvent] = []
+    def _text(self, text: str, events: list[DialectEvent]) -> None:
         if self._open_key != "text":
             events += self._close()
             item: dict[str, Any] = {
@@ -163,27 +201,18 @@ class ResponseStream:
                 "role": "assistant",
                 "content": [],
             }
-            events += self._add(item, "text")
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            events.append(self._content_event("response.content_part.added", self._open, part=part))
-            self._text_tail = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
-                json_string(item["id"]),
-                len(self._output),
-            )
-        open_item = self._open
-        assert open_item is not None
-        open_item["_text"].append(text)
-        if self._quiet:
-            return events
-        # One of these per token: written from a template, not built and encoded.
-        delta = b'{"type":"response.output_text.delta","sequence_number":%d%s%s,"logprobs":[]}' % (
-            self._seq,
-            self._text_tail,
-            json_string(text),
-        )
-        self._seq += 1
-        events.append(("response.output_text.delta", delta))
-        return events
+            self._parts: list[str] = []
+            self._open, self._open_key = {**item, "_text": self._parts}, "text"
+            if not self._quiet:
+                opened = frames.message_opened(self._seq, len(self._output), item["id"])
+                events.append((FRAMES, opened))
+                self._seq += 2
+                self._delta = frames.text_delta_template(len(self._output), item["id"])
+        self._parts.append(text)
+        if not self._quiet:
+            # One of these per token: its item's template, a number and the text.
+            events.append((FRAMES, self._delta % (self._seq, frames.escaped_string(text))))
+            self._seq += 1
 
     def _call(self, call: dict[str, Any]) -> list[DialectEvent]:
         events: list[DialectEvent] = []
@@ -224,12 +253,6 @@ class ResponseStream:
         assert item is not None
         return self._event(kind, item_id=item["id"], output_index=len(self._output), delta=delta)
 
-    def _content_event(self, kind: str, item: dict[str, Any] | None, **fields: Any) -> DialectEvent:
-        assert item is not None
-        return self._event(
-            kind, item_id=item["id"], output_index=len(self._output), content_index=0, **fields
-        )
-
     def _close(self) -> list[DialectEvent]:
         """Finish the open item: its ``done`` events, and it joins ``output``."""
         if self._open is None:
@@ -239,11 +262,13 @@ class ResponseStream:
         events: list[DialectEvent] = []
         if item["type"] == "message":
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            events.append(
-                self._content_event("response.output_text.done", item, text=text, logprobs=[])
-            )
-            events.append(self._content_event("response.content_part.done", item, part=part))
             item.update(status="completed", content=[part])
+            self._output.append(item)
+            if self._quiet:
+                return []
+            self._seq += 3
+            closed = frames.message_closed(self._seq - 3, len(self._output) - 1, item["id"], text)
+            return [(FRAMES, closed)]
         elif item["type"] == "function_call":
             events.append(
                 self._event(
@@ -280,7 +305,8 @@ class ResponseStream:
         events = self._close()
         self._status = "incomplete" if self._finish == "length" else "completed"
         if not self._quiet:
-            events.append(self._event(f"response.{self._status}", response=self.response()))
+            kind = f"response.{self._status}"
+            events.append(self._response_event(kind, self.response_json()))
         return events
 
     def fail(self, code: str, message: str) -> list[DialectEvent]:
@@ -288,7 +314,7 @@ class ResponseStream:
         self._open, self._open_key = None, None
         self._status = "failed"
         self._error = {"code": code, "message": message}
-        return [self._event("response.failed", response=self.response())]
+        return [self._response_event("response.failed", self.response_json())]
 
 
 def completion_to_response(
@@ -297,8 +323,8 @@ def completion_to_response(
     *,
     created_at: float,
     response_id: str | None = None,
-) -> tuple[dict[str, Any], ResponseStream]:
-    """A whole answer as a ``response`` object, built by the stream machine from
+) -> tuple[bytes, ResponseStream]:
+    """A whole answer as a ``response`` object (JSON), built by the stream machine from
     one chunk; the machine is returned too, for the conversation's history."""
     stream = ResponseStream(request, created_at=created_at, response_id=response_id, quiet=True)
     if completion.choices:
@@ -315,7 +341,7 @@ def completion_to_response(
     elif completion.usage is not None:
         stream.feed(Chunk(usage=completion.usage))
     stream.finish()
-    return stream.response(), stream
+    return stream.response_json(), stream
 
 
 __all__ = ["ResponseStream", "completion_to_response"]
