@@ -20,7 +20,6 @@ format, so a gateway writes the chunks ails made rather than forwarding them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -29,7 +28,8 @@ import msgspec
 
 from ails.errors import AilsError, AuthFailed, ProtocolError, ProviderError
 from ails.providers import anthropic_wire as wire
-from ails.providers._http import DEFAULT_MAX_CONNECTIONS, HTTPProvider, SSEChunkStream
+from ails.providers._http import SSEChunkStream
+from ails.providers._keyed import KeyedHTTPProvider
 from ails.providers.base import Batch, ChunkStream, Reply, Timeouts, TokenCount
 from ails.sse import Event
 from ails.types import Chunk, Completion
@@ -94,7 +94,7 @@ class MessageEventStream(SSEChunkStream):
         return Batch(chunks), error
 
 
-class AnthropicProvider(HTTPProvider):
+class AnthropicProvider(KeyedHTTPProvider):
     name = "anthropic"
     url = OFFICIAL_BASE_URL
     models = ()
@@ -103,25 +103,6 @@ class AnthropicProvider(HTTPProvider):
     needs_auth = True
     key_env = ("ANTHROPIC_API_KEY",)
     setting_env: ClassVar[Mapping[str, str]] = {"base_url": "ANTHROPIC_BASE_URL"}
-
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
-        timeouts: Timeouts | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url or os.environ.get(self.setting_env["base_url"]) or OFFICIAL_BASE_URL,
-            timeouts=timeouts,
-            headers=headers,
-            max_connections=max_connections,
-        )
-        if api_key is None:
-            api_key = next((os.environ[v] for v in self.key_env if os.environ.get(v)), None)
-        self.api_key = api_key
 
     def _no_key(self) -> str:
         if self.name == type(self).name:

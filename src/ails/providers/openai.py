@@ -7,19 +7,18 @@ they are not given, so ``ails -m openai/MODEL`` works with no config file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ails.errors import AuthFailed, ProtocolError
-from ails.providers._http import DEFAULT_MAX_CONNECTIONS, HTTPProvider
-from ails.providers.base import ChunkStream, Reply, Timeouts
+from ails.providers._keyed import KeyedHTTPProvider
+from ails.providers.base import ChunkStream, Reply
 from ails.types import Completion, text_chunk, text_completion
 
 OFFICIAL_BASE_URL = "https://api.openai.com/v1"
 
 
-class OpenAIProvider(HTTPProvider):
+class OpenAIProvider(KeyedHTTPProvider):
     name = "openai"
     url = OFFICIAL_BASE_URL
     models = ()
@@ -28,25 +27,6 @@ class OpenAIProvider(HTTPProvider):
     needs_auth = True
     key_env = ("OPENAI_API_KEY",)
     setting_env: ClassVar[Mapping[str, str]] = {"base_url": "OPENAI_BASE_URL"}
-
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
-        timeouts: Timeouts | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url or os.environ.get(self.setting_env["base_url"]) or OFFICIAL_BASE_URL,
-            timeouts=timeouts,
-            headers=headers,
-            max_connections=max_connections,
-        )
-        if api_key is None:
-            api_key = next((os.environ[v] for v in self.key_env if os.environ.get(v)), None)
-        self.api_key = api_key
 
     def readiness(self) -> str | None:
         if not self.api_key and self.base_url == OFFICIAL_BASE_URL:
