@@ -46,6 +46,13 @@ def chunk_json(chunk: Chunk, *, include_usage: bool = True, model: str | None = 
     """A chunk ails made as OpenAI's ``chat.completion.chunk``; ``b""`` for a
     usage-only chunk when usage was not asked for. ``model``, when given, is
     the name the client asked for (an alias, say)."""
+    return _chunk_envelope(chunk, "chat.completion.chunk", chunk.choices, include_usage, model)
+
+
+def _chunk_envelope(
+    chunk: Chunk, kind: str, choices: Any, include_usage: bool, model: str | None
+) -> bytes:
+    """A streamed chunk of either OpenAI object: the same fields around its choices."""
     usage = chunk.usage
     if usage is not None and not include_usage:
         if not chunk.choices:
@@ -53,10 +60,10 @@ def chunk_json(chunk: Chunk, *, include_usage: bool = True, model: str | None = 
         usage = None
     out: dict[str, Any] = {
         "id": chunk.id,
-        "object": "chat.completion.chunk",
+        "object": kind,
         "created": chunk.created,
         "model": model or chunk.model,
-        "choices": chunk.choices,
+        "choices": choices,
     }
     if chunk.system_fingerprint is not None:
         out["system_fingerprint"] = chunk.system_fingerprint
@@ -86,23 +93,8 @@ def text_chunk_json(chunk: Chunk, *, include_usage: bool = True, model: str | No
     """A chunk of a text completion ails made (the embedded model's) as
     OpenAI's legacy ``text_completion`` chunk: ``delta.content`` is the
     choice's ``text``. Usage, when asked for, rides on the chunk that has it."""
-    usage = chunk.usage
-    if usage is not None and not include_usage:
-        if not chunk.choices:
-            return b""
-        usage = None
-    out: dict[str, Any] = {
-        "id": chunk.id,
-        "object": "text_completion",
-        "created": chunk.created,
-        "model": model or chunk.model,
-        "choices": [_text_choice(c.index, c.delta.content, c.finish_reason) for c in chunk.choices],
-    }
-    if chunk.system_fingerprint is not None:
-        out["system_fingerprint"] = chunk.system_fingerprint
-    if usage is not None:
-        out["usage"] = usage
-    return _encode(out)
+    choices = [_text_choice(c.index, c.delta.content, c.finish_reason) for c in chunk.choices]
+    return _chunk_envelope(chunk, "text_completion", choices, include_usage, model)
 
 
 def text_completion_json(completion: Completion, *, model: str | None = None) -> bytes:
