@@ -334,7 +334,8 @@ def test_every_option_is_a_flag_a_file_key_and_an_environment_variable(tmp_path:
     from click.testing import CliRunner
 
     from ails.cli.serve import serve_cmd
-    from ails.server.options import declared, env_of, file_key_of, flag_of
+    from ails.server.option_spec import env_of, file_key_of, flag_of
+    from ails.server.options import declared
 
     shown = CliRunner().invoke(serve_cmd, ["--help"], terminal_width=200).output
     for name, opt in declared():

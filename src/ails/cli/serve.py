@@ -21,7 +21,8 @@ def gateway_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """A click option for every declared gateway option (server/options.py):
     a flag per scalar, a repeatable flag per list, ``--x/--no-x`` per switch;
     ``None`` (or an empty tuple) when not given, so lower layers show through."""
-    from ails.server.options import declared, env_of, flag_of
+    from ails.server.option_spec import env_of, flag_of
+    from ails.server.options import declared
 
     for name, opt in reversed(list(declared())):
         flag = flag_of(name, opt)

@@ -21,18 +21,15 @@ from yarl import URL
 from ails.errors import ConfigError
 from ails.keyrules import MIN_PUBLIC_KEY_LENGTH, check_key, read_key, read_lines
 from ails.server.config_file import check_file, load_file
+from ails.server.option_spec import Option, env_of, file_key_of, flag_of
 from ails.server.options import (
     ENV_API_KEYS,
     ENV_REDIS_URL,
     ENV_UPSTREAM_KEY,
     GatewayConfig,
-    Option,
     UpstreamSettings,
     declared,
     default_of,
-    env_of,
-    file_key_of,
-    flag_of,
 )
 from ails.server.ratelimit import key_tables
 from ails.server.security import SecurityPolicy

@@ -11,7 +11,8 @@ from typing import Any
 
 from ails.config import read_toml
 from ails.errors import ConfigError
-from ails.server.options import declared, file_key_of
+from ails.server.option_spec import file_key_of
+from ails.server.options import declared
 
 #: Tables read apart from the declared options.
 _TABLES = ("upstreams", "aliases", "keys", "providers")

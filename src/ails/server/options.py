@@ -1,11 +1,12 @@
 """Every option of ``ails serve``, declared once.
 
 Each option is a field of :class:`GatewayConfig` whose metadata is an
-:class:`Option`: its type, default, help, file key, environment variable
-(``AILS_SERVE_<OPTION>`` unless it keeps an older name) and the checks on its
-value. The command line's flags (``cli/serve.py``), the TOML keys and their
-type checks, the environment and the range checks (``server/config.py``) are
-all generated from here, so a new option is one field.
+:class:`~ails.server.option_spec.Option` (server/option_spec.py): its type,
+default, help, file key, environment variable (``AILS_SERVE_<OPTION>`` unless
+it keeps an older name) and the checks on its value. The command line's
+flags (``cli/serve.py``), the TOML keys and their type checks, the
+environment and the range checks (``server/config.py``) are all generated
+from here, so a new option is one field.
 
 Importing this module imports no aiohttp: ``ails --help`` builds the flags.
 """
@@ -13,11 +14,12 @@ Importing this module imports no aiohttp: ``ails --help`` builds the flags.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ails.providers.registry import DEFAULT_MODEL
+from ails.server.option_spec import SECONDS, Option, list_option, option
 
 if TYPE_CHECKING:
     from ails.server.connections import ConnectionLimits
@@ -33,50 +35,6 @@ DEFAULT_MAX_ANONYMOUS_BODY = 256 * 1024
 ENV_UPSTREAM_KEY = "AILS_UPSTREAM_KEY"
 ENV_API_KEYS = "AILS_API_KEYS"
 ENV_REDIS_URL = "AILS_REDIS_URL"
-
-
-@dataclass(frozen=True)
-class Option:
-    """How one option is given and checked (the name is the field's)."""
-
-    help: str
-    #: ``int``, ``float``, ``str`` or ``bool``; a list option holds ``str``s.
-    kind: type = str
-    #: Repeatable on the command line, a list in the file.
-    multiple: bool = False
-    #: The flag without dashes (default: the name with ``-``); ``""``: none.
-    flag: str | None = None
-    #: The TOML key (default: the name); ``""``: not in the file.
-    file_key: str | None = None
-    #: The environment variable (default ``AILS_SERVE_<NAME>`` for a scalar,
-    #: none for a list); ``""``: none.
-    env: str | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    #: The least value allowed.
-    at_least: float | None = None
-    at_most: float | None = None
-    #: More than 0 (seconds, a window).
-    positive: bool = False
-    #: 0 or less means "no limit" (``None``).
-    zero_is_none: bool = False
-    #: Turns the given text into the field's value (a quota).
-    parse: Callable[[str], Any] | None = None
-    #: What a wrong value in the file should have been, for the error.
-    what: str = ""
-
-
-def option(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"option": Option(help, **kw)})
-
-
-def list_option(help: str, *, repr: bool = True, **kw: Any) -> Any:
-    return field(
-        default_factory=list, repr=repr, metadata={"option": Option(help, multiple=True, **kw)}
-    )
-
-
-SECONDS = {"kind": float, "metavar": "SECONDS", "what": "seconds"}
 
 
 @dataclass
@@ -395,21 +353,6 @@ def declared() -> Iterator[tuple[str, Option]]:
             yield f.name, opt
 
 
-def flag_of(name: str, opt: Option) -> str:
-    return opt.flag if opt.flag is not None else name.replace("_", "-")
-
-
-def env_of(name: str, opt: Option) -> str:
-    """Every scalar has ``AILS_SERVE_<NAME>``; a list only the name it declares."""
-    if opt.env is not None:
-        return opt.env
-    return "" if opt.multiple else f"AILS_SERVE_{name.upper()}"
-
-
-def file_key_of(name: str, opt: Option) -> str:
-    return opt.file_key if opt.file_key is not None else name
-
-
 def default_of(name: str) -> Any:
     f = GatewayConfig.__dataclass_fields__[name]
     if f.default is not dataclasses.MISSING:
@@ -425,11 +368,7 @@ __all__ = [
     "ENV_REDIS_URL",
     "ENV_UPSTREAM_KEY",
     "GatewayConfig",
-    "Option",
     "UpstreamSettings",
     "declared",
     "default_of",
-    "env_of",
-    "file_key_of",
-    "flag_of",
 ]
