@@ -389,3 +389,31 @@ def test_validate_completions_takes_openais_four_prompt_forms(prompt: Any, ok: b
         with pytest.raises(GatewayError) as info:
             validate_completions(body)
         assert info.value.status == 400 and info.value.param == "prompt"
+
+
+# -- typed application keys ------------------------------------------------------------------
+
+
+def test_a_string_key_on_an_application_fails_the_tests() -> None:
+    """pyproject's ``filterwarnings`` makes aiohttp's warning an error, so a
+    shared object stored under a string key cannot come back unnoticed."""
+    from aiohttp import web
+
+    with pytest.raises(web.NotAppKeyWarning):
+        web.Application()["gateway"] = object()
+
+
+def test_the_gateway_app_keeps_its_shared_objects_under_typed_keys() -> None:
+    from aiohttp import web
+
+    from ails.server.app import GATEWAY, build_app
+    from ails.server.build import create_gateway
+
+    config = build_config(
+        cli={"upstream": ["http://127.0.0.1:9/v1"], "metrics_key": "metrics-key-0123456789"},
+        environ={},
+    )
+    gateway = create_gateway(config, environ={})
+    app = build_app(gateway, ui=True)  # every route and hook: none stores a string key
+    assert app[GATEWAY] is gateway
+    assert all(isinstance(key, web.AppKey) for key in app)
