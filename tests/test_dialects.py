@@ -331,6 +331,9 @@ def test_anthropic_error_statuses() -> None:
     for status, (want_status, kind) in table.items():
         got_status, body = mout.error_status_and_body(status, "m")
         assert (got_status, body["error"]["type"], body["type"]) == (want_status, kind, "error")
+    # An upstream refusing the gateway's own key: our failure, not a busy backend.
+    got_status, body = mout.error_status_and_body(502, "m", "upstream_auth_failed")
+    assert (got_status, body["error"]["type"]) == (500, "api_error")
 
 
 # -- OpenAI Responses, through the openai SDK ---------------------------------------------------

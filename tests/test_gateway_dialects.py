@@ -20,7 +20,7 @@ from upstream import Upstream
 KEY = "dialect-test-key-0123"
 OTHER = "another-client-key-4567"
 MODELS = ["test-model", "status:503", "status:400", "status:429:retry-after=7",
-          "midstream_error:2", "chunks:3"]  # fmt: skip
+          "status:401", "status:403", "midstream_error:2", "chunks:3"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +137,59 @@ def test_refusals_before_the_handler_are_anthropic_shaped_on_messages(gw: Gatewa
     assert "GET is not allowed" in r.json()["error"]["message"]
     r = requests.post(f"{gw.url}/v1/messages", data=b"{}", headers={"x-api-key": KEY}, timeout=10)
     assert r.status_code == 415 and r.json()["type"] == "error"
+
+
+def test_the_security_screens_refusals_are_anthropic_shaped_on_messages(gw: Gateway) -> None:
+    """A ``Host`` not allowed (421) and a CORS preflight from an origin not
+    allowed (403) are refused before any handler: on /v1/messages in
+    Anthropic's shape, elsewhere in OpenAI's."""
+    port = gw.url.rsplit(":", 1)[1]
+    rebound = {"x-api-key": KEY, "Host": f"evil.example:{port}"}
+    body = {"model": "test-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        r = requests.post(f"{gw.url}{path}", json=body, headers=rebound, timeout=10)
+        assert r.status_code == 421, path
+        error = r.json()["error"]
+        assert r.json() == {"type": "error", "error": {"type": "invalid_request_error",
+                                                       "message": error["message"]}}  # fmt: skip
+        assert "--allowed-host" in error["message"]
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    r = requests.options(f"{gw.url}/v1/messages", headers=preflight, timeout=10)
+    assert r.status_code == 403
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "permission_error"
+    assert "--cors-origin" in r.json()["error"]["message"]
+    r = requests.post(f"{gw.url}/v1/chat/completions", json=body, headers=rebound, timeout=10)
+    assert r.status_code == 421 and r.json()["error"]["code"] == "host_not_allowed"
+
+
+def test_an_upstream_refusing_the_gateways_key_is_a_server_error_in_each_dialect(
+    claude: anthropic.Anthropic, oai: openai.OpenAI, gw: Gateway
+) -> None:
+    """The client's key is fine; the backend's is not: not the client's fault
+    (no 401), and not a busy backend either (no 529, which the SDKs retry)."""
+    hi: Any = [{"role": "user", "content": "x"}]
+    for model in ("status:401", "status:403"):
+        with pytest.raises(anthropic.InternalServerError) as info:
+            claude.messages.create(model=model, max_tokens=5, messages=hi)
+        assert info.value.status_code == 500, model
+        assert info.value.body == {  # type: ignore[comparison-overlap]
+            "type": "error",
+            "error": {"type": "api_error", "message": info.value.body["error"]["message"]},  # type: ignore[index]
+        }
+        assert "refused the gateway's credentials" in str(info.value)
+    stream = claude.messages.stream(model="status:401", max_tokens=5, messages=hi)
+    with pytest.raises(anthropic.InternalServerError) as streamed, stream as s:
+        list(s)
+    assert streamed.value.status_code == 500
+    assert streamed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    # The OpenAI dialects say the same with their own status (docs/gateway.md).
+    chat = {"model": "status:401", "messages": hi}
+    r = requests.post(f"{gw.url}/v1/chat/completions", json=chat,
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=10)  # fmt: skip
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_auth_failed"
+    with pytest.raises(openai.InternalServerError) as responses:
+        oai.responses.create(model="status:401", input="x")
+    assert responses.value.status_code == 502 and responses.value.code == "upstream_auth_failed"
 
 
 def test_signed_fields_are_refused_off_the_chat_route(gw: Gateway) -> None:

@@ -203,8 +203,8 @@ class DialectRoutes:
         out = messages_stream.MessageStream(model=translated.model)
 
         def fail(exc: AilsError) -> list[DialectEvent]:
-            status, _, message = self._error_text(exc)
-            return [messages_stream.error_event(status, message)]
+            status, code, message = self._error_text(exc)
+            return [messages_stream.error_event(status, message, code)]
 
         start = [*out.start(), messages_stream.ping()]
         return await self._pump(request, stream, headers, start, out.feed, out.finish, fail)

@@ -34,6 +34,8 @@ from ails.wire import error_event, error_json
 JSON_TYPE = "application/json"
 #: The code of a refusal because the embedded model's line is full (local/slots.py).
 QUEUE_FULL = "queue_full"
+#: The code of a refusal because an upstream refused the gateway's own key.
+UPSTREAM_AUTH_FAILED = "upstream_auth_failed"
 
 
 class GatewayError(Exception):
@@ -149,7 +151,7 @@ def from_ails_error(exc: AilsError, redact: Redactor) -> GatewayError:
             502,
             f"upstream {provider or '?'} refused the gateway's credentials"
             f" (HTTP {exc.status}); the gateway's upstream key is missing or wrong",
-            code="upstream_auth_failed",
+            code=UPSTREAM_AUTH_FAILED,
         )
     if isinstance(exc, RateLimited):
         headers = None
@@ -206,7 +208,9 @@ def stream_error_event(exc: BaseException, redact: Redactor) -> bytes:
 
 
 __all__ = [
+    "QUEUE_FULL",
     "SIGNATURE_STATUS",
+    "UPSTREAM_AUTH_FAILED",
     "GatewayError",
     "Redactor",
     "default_type",

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ails.server.dialects.common import DialectEvent, json_string, load_arguments, new_id
+from ails.server.errors import UPSTREAM_AUTH_FAILED
 from ails.types import Chunk, Completion, Usage
 
 #: finish_reason → stop_reason.
@@ -44,10 +45,12 @@ def error_status_and_body(
     status: int, message: str, code: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """An error as Anthropic sends it. A backend that is down or a full queue
-    is 529 ``overloaded_error`` (which Anthropic's SDKs retry); the gateway's
-    own 415 and 421 keep their status. A prompt over the context is said as
-    Anthropic says it (``prompt is too long: N tokens > M maximum``), which
-    Claude Code reads to compact its history."""
+    is 529 ``overloaded_error`` (which Anthropic's SDKs retry); an upstream
+    that refuses the gateway's own key is 500 ``api_error`` (the client's key
+    is fine and a retry cannot help: not "overloaded"); the gateway's own 415
+    and 421 keep their status. A prompt over the context is said as Anthropic
+    says it (``prompt is too long: N tokens > M maximum``), which Claude Code
+    reads to compact its history."""
     if code == "context_length_exceeded":
         numbers = _CONTEXT_NUMBERS.search(message)
         if numbers is not None:
@@ -55,7 +58,9 @@ def error_status_and_body(
             message = f"prompt is too long: {given} tokens > {limit} maximum ({message})"
         else:
             message = f"prompt is too long: {message}"
-    if status in (502, 503):
+    if code == UPSTREAM_AUTH_FAILED:
+        status = 500
+    elif status in (502, 503):
         status = 529
     elif status >= 500 and status not in _ERROR_TYPES:
         status = 500
@@ -63,9 +68,9 @@ def error_status_and_body(
     return status, {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def error_event(status: int, message: str) -> DialectEvent:
+def error_event(status: int, message: str, code: str | None = None) -> DialectEvent:
     """A failure after the stream began, in the stream's own form."""
-    return ("error", error_status_and_body(status, message)[1])
+    return ("error", error_status_and_body(status, message, code)[1])
 
 
 def ping() -> DialectEvent:
