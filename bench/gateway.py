@@ -122,6 +122,13 @@ class Target:
     errors: list[str] = field(default_factory=list)
 
 
+def selected(targets: list[Target], only: str) -> list[Target]:
+    """The targets a run measures and reports: every one, or those ``--only``
+    names, with ``direct`` (the baseline of every "added" figure) always."""
+    names = {s.strip() for s in only.split(",") if s.strip()}
+    return [t for t in targets if not names or t.name in names or t.name == "direct"]
+
+
 def run_loadgen(t: Target, test: str, args: argparse.Namespace) -> dict[str, Any]:
     """One test against one target, in a fresh load-generator process."""
     assert t.url is not None
@@ -293,8 +300,11 @@ def render(targets: list[Target], args: argparse.Namespace) -> tuple[str, list[s
     verdicts: list[str] = []
     a = rows.get("ails serve")
     if a is None:
-        note = next((t.note for t in targets if t.name == "ails serve"), "")
-        verdicts.append(f"ails serve: not measured ({note or 'no result'}).")
+        note = next((t.note for t in targets if t.name == "ails serve"), None)
+        if note is None:
+            verdicts.append("ails serve: not run (not named by --only).")
+        else:
+            verdicts.append(f"ails serve: not measured ({note or 'no result'}).")
         return table, verdicts
     goals: list[tuple[str, str, str, bool | None]] = []
 
@@ -589,7 +599,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per round")
     ap.add_argument("--paced-streams", type=int, default=2, help="paced streams per round")
     ap.add_argument("--tests", default="seq,rate,stream,paced", help=argparse.SUPPRESS)
-    ap.add_argument("--only", default="", help="comma-separated target names to measure")
+    ap.add_argument(
+        "--only", default="", help="comma-separated target names to measure and report (and direct)"
+    )
     ap.add_argument("--write", type=Path, help="also write the results to this markdown file")
     ap.add_argument("--json", type=Path, help="dump every round's raw figures here")
     ap.add_argument("--svg", type=Path, help="also draw the results into this SVG (bench/plot.py)")
@@ -636,9 +648,9 @@ def main() -> int:
         mock = stack.enter_context(
             mock_upstream_server([MODEL, STREAM_MODEL, PACED_MODEL], loop=args.loop)
         )
-        targets = setup_targets(stack, mock, args, install_errors, say)
-        only = {s.strip() for s in args.only.split(",") if s.strip()}
-        live = [t for t in targets if t.url and (not only or t.name in only or t.name == "direct")]
+        # What --only leaves out is neither measured nor reported.
+        targets = selected(setup_targets(stack, mock, args, install_errors, say), args.only)
+        live = [t for t in targets if t.url]
         for t in targets:
             if t.note:
                 say(f"{t.name}: {t.note}")

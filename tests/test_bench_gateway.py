@@ -1,0 +1,61 @@
+"""bench/gateway.py's report: ``--only`` measures and lists the targets it
+names (and ``direct``, the baseline), never the others as "no result"."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from gateway import Target, render, selected
+
+ARGS: Any = SimpleNamespace(concurrency=64, seq_n=2)
+
+
+def measured(name: str, ms: float, rps: float) -> Target:
+    results = {"seq": {0: {"latencies_ms": [ms, ms]}}, "rate": {0: {"rps": rps}}}
+    return Target(name, url="http://127.0.0.1:1", results=results)
+
+
+def every_target() -> list[Target]:
+    return [
+        measured("direct", 1.0, 1000.0),
+        measured("pass-through", 1.2, 900.0),
+        measured("ails serve", 1.3, 850.0),
+        Target("litellm", note="not installed"),
+    ]
+
+
+def rows(table: str) -> list[str]:
+    return [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+
+
+def test_only_keeps_the_named_targets_and_the_baseline() -> None:
+    assert [t.name for t in selected(every_target(), "")] == [
+        "direct", "pass-through", "ails serve", "litellm"
+    ]  # fmt: skip
+    assert [t.name for t in selected(every_target(), "ails serve")] == ["direct", "ails serve"]
+    assert [t.name for t in selected(every_target(), " litellm ,pass-through")] == [
+        "direct", "pass-through", "litellm"
+    ]  # fmt: skip
+
+
+def test_the_report_lists_only_what_ran() -> None:
+    table, verdicts = render(selected(every_target(), "ails serve"), ARGS)
+    names = rows(table)
+    assert "direct" in names and "ails serve ◀" in names
+    assert "pass-through" not in names and "litellm" not in names
+    assert "no result" not in table
+    assert verdicts == ["ails serve meets 0 of 4 targets."]  # no pass-through: n/a, not met
+
+
+def test_ails_serve_left_out_is_said_not_run() -> None:
+    table, verdicts = render(selected(every_target(), "pass-through"), ARGS)
+    assert rows(table)[:2] == ["target", "direct"] and "pass-through" in rows(table)
+    assert verdicts == ["ails serve: not run (not named by --only)."]
+    # Named but without a result, it is said so.
+    broken = [measured("direct", 1.0, 1000.0), Target("ails serve", note="did not start: x")]
+    assert render(broken, ARGS)[1] == ["ails serve: not measured (did not start: x)."]
