@@ -204,8 +204,8 @@ async def _serve(config: GatewayConfig) -> None:
     await runner.setup()
     metrics_runner: web.AppRunner | None = None
     try:
-        await listen(runner, guard, config.host, config.port, backlog=1024)
-        host, port = runner.addresses[0][:2]
+        site = await listen(runner, guard, config.host, config.port, backlog=1024)
+        host, port = site.address
         check_self_loop(gateway.router.backends, config.host, port)  # port 0: now known
         if config.metrics_port is not None and gateway.metrics is not None:
             metrics_runner = await _serve_metrics(gateway.metrics, config)

@@ -44,6 +44,7 @@ from ails.server.records import RequestRecord, record_middleware, record_of
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
+from ails.server.sse_response import DeferredHeadResponse
 from ails.server.validation import cap_tokens, validate
 from ails.types import ChatRequest
 from ails.wire import DONE, ChunkEncoder, chunk_json, completion_json, frame_batch, queue_comment
@@ -255,10 +256,9 @@ class Gateway:
         if metrics is not None:
             metrics.streams += 1
         try:
-            resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
             # The head goes out with the first batch, in one send, not alone
             # before it (aiohttp sends a stream's head at once by default).
-            resp._send_headers_immediately = False
+            resp = DeferredHeadResponse(headers={**_SSE_HEADERS, **headers})
             try:
                 await resp.prepare(request)
                 nothing = await self._pump(

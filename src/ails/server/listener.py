@@ -1,12 +1,14 @@
-"""Where the gateway listens: aiohttp's TCP site with every connection behind
-the :class:`~ails.server.connections.ConnectionGuard`, and an open-file limit
-that lets ``--max-connections`` be reached before the ``ulimit``."""
+"""Where the gateway listens: a TCP site (on aiohttp's public BaseSite) with
+every connection behind the :class:`~ails.server.connections.ConnectionGuard`,
+and an open-file limit that lets ``--max-connections`` be reached before the
+``ulimit``."""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiohttp import web
+from yarl import URL
 
 from ails.server.connections import ConnectionGuard
 
@@ -25,8 +27,18 @@ async def listen(
     return site
 
 
-class GuardedSite(web.TCPSite):
-    """aiohttp's TCP site, with :class:`ConnectionGuard` in front of its protocol."""
+class GuardedSite(web.BaseSite):
+    """A TCP site like aiohttp's, with :class:`ConnectionGuard` in front of its
+    protocol.
+
+    Built on public parts only: :class:`~aiohttp.web.BaseSite` (``start``
+    registers the site with its runner, ``stop`` unregisters it; the runner's
+    ``cleanup`` stops it), ``runner.server`` (the protocol factory) and
+    asyncio's ``create_server``. The listener is this class's own, so the site
+    does not depend on :class:`~aiohttp.web.TCPSite`'s private fields; the
+    bound address is :attr:`address` (``runner.addresses`` reads a private
+    field of the site and does not list this one).
+    """
 
     def __init__(
         self,
@@ -37,19 +49,39 @@ class GuardedSite(web.TCPSite):
         guard: ConnectionGuard,
         backlog: int = 1024,
     ) -> None:
-        super().__init__(runner, host, port, backlog=backlog)
+        super().__init__(runner, backlog=backlog)
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.backlog = backlog
         self.guard = guard
+        self.listener: asyncio.Server | None = None
+
+    @property
+    def name(self) -> str:
+        return str(URL.build(scheme="http", host=self.host or "0.0.0.0", port=self.port))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port it listens on (the port chosen, for port 0)."""
+        assert self.listener is not None and self.listener.sockets, "not started"
+        host, port = self.listener.sockets[0].getsockname()[:2]
+        return str(host), int(port)
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with its runner
-        server = self._runner.server
+        await super().start()  # registers the site with its runner
+        server = self.runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self.guard.wrap(server), self._host, self._port, backlog=self._backlog
+        self.listener = await loop.create_server(
+            self.guard.wrap(server), self.host, self.port, backlog=self.backlog
         )
-        sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        self.port = self.address[1]
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        await super().stop()
 
 
 def raise_fd_limit(wanted: int) -> tuple[int, int]:
