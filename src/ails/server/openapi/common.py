@@ -94,6 +94,10 @@ def refusals(max_body_bytes: int, schema: str = "Error") -> dict[str, Any]:
         "504": error("The upstream did not answer in time."),
     }
     if schema == "AnthropicError":
+        out["500"] = error(
+            "api_error: the upstream refused the gateway's own key (its configuration, "
+            "not the client's; a retry cannot help)."
+        )
         out["529"] = error(
             "overloaded_error: the backend is down or unreachable, or the embedded "
             "model cannot be loaded (Anthropic's SDKs retry it)."
