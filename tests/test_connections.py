@@ -126,6 +126,22 @@ def test_a_stalled_body_is_cut_off(gw: Gateway) -> None:
     assert b"request body" in data
 
 
+def test_a_stalled_body_on_messages_is_cut_off_in_anthropics_shape(gw: Gateway) -> None:
+    body = b'{"model":"test-model","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    head = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with connect(gw) as sock:
+        sock.sendall(head + body[:10])  # and nothing more
+        data = read_all(sock)
+    status = int(data.split(b" ", 2)[1])
+    error = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert status == 408
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert "request body" in error["error"]["message"]
+
+
 def test_an_idle_keepalive_connection_is_closed(gw: Gateway) -> None:
     with connect(gw) as sock:
         sock.sendall(HEALTH)

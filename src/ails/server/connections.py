@@ -15,8 +15,9 @@ of aiohttp's own) and:
   together ``max_connections``; a trusted proxy (``--trusted-proxy``) is
   exempt from the first, since all its clients share its address.
 
-A late head or body gets ``408`` with an OpenAI error body, a connection over
-a cap ``503`` with ``retry-after``; both are then closed. Every refusal is
+A late head or body gets ``408`` with an OpenAI error body (a late body on
+``/v1/messages``: Anthropic's), a connection over a cap ``503`` with
+``retry-after``; both are then closed. Every refusal is
 counted in :class:`ConnectionStats`. Running out of descriptors anyway (the
 ``ulimit``) makes asyncio log ``socket.accept() out of system resource`` on
 every attempt; :meth:`ConnectionGuard.handle_loop_exception` turns that into
@@ -33,14 +34,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 from aiohttp import web
 
 from ails.server.auth import in_networks, parse_networks
+from ails.server.dialects import messages_stream
 from ails.wire import error_json
 
 log = logging.getLogger("ails.server")
 
 _ACCEPT_FAILED = "socket.accept() out of system resource"
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,18 @@ class ConnectionStats:
         return self.refused_per_client + self.refused_total
 
 
-def _raw_response(status: int, reason: str, message: str, code: str, extra: str = "") -> bytes:
+def _raw_response(
+    status: int, reason: str, message: str, code: str, extra: str = "", *, anthropic: bool = False
+) -> bytes:
     """A whole HTTP/1.1 answer, written straight to the socket: there is no
     request object yet (head timeout, a cap) or the handler is waiting for a
-    body that will not come."""
-    body = error_json(
-        message, type="invalid_request_error" if status < 500 else "server_error", code=code
-    )
+    body that will not come (then on /v1/messages in Anthropic's shape)."""
+    if anthropic:
+        body = _encode(messages_stream.error_status_and_body(status, message, code)[1])
+    else:
+        body = error_json(
+            message, type="invalid_request_error" if status < 500 else "server_error", code=code
+        )
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
@@ -190,6 +199,8 @@ class _Guarded(asyncio.Protocol):
         #: One timer per connection, re-armed lazily (see :meth:`_enter`).
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        #: The body being waited for is a Messages request's (its 408 is Anthropic's).
+        self.anthropic = False
 
     # -- asyncio's calls, passed on --------------------------------------------
 
@@ -243,6 +254,7 @@ class _Guarded(asyncio.Protocol):
             self._enter(_BUSY, None)
             return
         self._enter(_BODY, self.guard.limits.body_timeout)
+        self.anthropic = request.path.startswith("/v1/messages")
         request.content.on_eof(self._body_done)
 
     def _body_done(self) -> None:
@@ -315,6 +327,7 @@ class _Guarded(asyncio.Protocol):
                 "Request Timeout",
                 f"the {what} did not arrive within {limit:g} s",
                 "request_timeout",
+                anthropic=self.state == _BODY and self.anthropic,
             )
         )
         transport.close()
