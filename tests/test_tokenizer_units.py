@@ -12,7 +12,15 @@ import pytest
 
 from ails.errors import BadRequest
 from ails.local.chat_render import render_chat
-from ails.local.fit import COUNT_MARGIN, check_fit, text_tokens
+from ails.local.fit import (
+    COUNT_MARGIN,
+    OFF_LOOP_CHARS,
+    chat_tokens,
+    check_fit,
+    count_chat,
+    count_text,
+    text_tokens,
+)
 from ails.local.gguf import read_fields
 from ails.local.tokenizer import Tokenizer, load_tokenizer
 
@@ -169,3 +177,19 @@ def test_token_ids_count_as_they_are() -> None:
     assert text_tokens(None, [1, 2, 3]) == 3
     assert text_tokens(None, "text") is None  # no tokenizer: unknown
     assert text_tokens(tiny(["a b"]), ["ab"]) == 1
+
+
+async def test_a_long_prompt_counts_the_same_off_the_loop() -> None:
+    tok = Tokenizer(
+        pre="qwen2",
+        merges=["a b", "Ġ ab"],
+        specials=[],
+        add_bos=False,
+        chat_template="{% for m in messages %}{{ m.content }}{% endfor %}",
+    )
+    text = "ab" * 10 + " ab" * (OFF_LOOP_CHARS // 3)  # past the bound: a worker thread
+    body = {"messages": [{"role": "user", "content": text}]}
+    expected = 10 + OFF_LOOP_CHARS // 3  # "abab…ab": ten "ab"; then each " ab" is one
+    assert tok.count(text) == expected
+    assert await count_chat(tok, body) == chat_tokens(tok, body) == expected
+    assert await count_text(tok, [text]) == expected

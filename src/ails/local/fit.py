@@ -50,7 +50,8 @@ async def count_chat(tokenizer: Tokenizer | None, body: dict[str, Any]) -> int |
 
 async def count_text(tokenizer: Tokenizer | None, prompt: Any) -> int | None:
     """:func:`text_tokens`, off the event loop when the prompt is long."""
-    if isinstance(prompt, str) and len(prompt) >= OFF_LOOP_CHARS:
+    text = prompt[0] if isinstance(prompt, list) and len(prompt) == 1 else prompt
+    if isinstance(text, str) and len(text) >= OFF_LOOP_CHARS:
         return await asyncio.to_thread(text_tokens, tokenizer, prompt)
     return text_tokens(tokenizer, prompt)
 
