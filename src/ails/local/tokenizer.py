@@ -53,8 +53,10 @@ _KEYS = frozenset(
         "tokenizer.chat_template",
     }
 )
-#: Distinct words whose counts are remembered before the memo starts over.
+#: Distinct words whose counts are remembered before the memo starts over,
+#: and the longest word remembered (a long one is rare, and would hold memory).
 _MEMO_WORDS = 65536
+_MEMO_CHARS = 64
 
 
 def _byte_alphabet() -> list[str]:
@@ -121,6 +123,9 @@ class Tokenizer:
             n = memo.get(word)
             if n is None:
                 n = self._merge_count(word.encode("utf-8").decode("latin-1").translate(_BYTE_TABLE))
+                if len(word) > _MEMO_CHARS:
+                    total += n
+                    continue
                 with self._lock:  # threads share the memo (the sync client and a gateway)
                     if len(memo) >= _MEMO_WORDS:
                         memo.clear()
