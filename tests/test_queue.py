@@ -170,29 +170,64 @@ async def test_the_cli_spinner_shows_the_wait(gw: Gateway, tmp_path: Path) -> No
         assert child.before.strip(), "no answer after the wait"
 
 
-async def test_a_prompt_over_the_context_is_still_a_400_after_waiting(gw: Gateway) -> None:
-    """Too long to be sure it fits, so it waits silently (no early headers),
-    and the runtime's refusal, once it has the slot, is a plain 400."""
-    body = {
-        "model": "default",
-        "messages": [{"role": "user", "content": "word " * 5000}],
-        "stream": True,
-        "max_tokens": 4,
-    }
+#: Over 4 KB of text (beyond the old bytes bound) but ~1,100 tokens, well within
+#: the gateway's 4096-token context.
+LONG_PROMPT = "Summarise in one word: " + "The quick brown fox jumps over the lazy dog. " * 100
+
+
+async def test_a_long_prompt_that_fits_says_it_waits(gw: Gateway) -> None:
+    """Counted before it queues (local/fit.py), so a long prompt is announced too."""
+    assert len(LONG_PROMPT.encode()) > 4096
+    body = {"model": "default", "messages": [{"role": "user", "content": LONG_PROMPT}]}
+    body.update(stream=True, max_tokens=2)
     async with aiohttp.ClientSession() as session:
-        async with holding_the_slot(session, gw) as holder:
-            waiting = asyncio.ensure_future(
-                session.post(f"{gw.base_url}/chat/completions", json=body)
-            )
-            tokens = 0
-            while tokens < 10:  # time for the request to reach the line
-                line = await holder.content.readline()
-                assert line, "the first answer ended early"
-                tokens += line.startswith(b"data: ")
-            assert not waiting.done()  # no headers while it waits
-        resp = await waiting
+        async with holding_the_slot(session, gw):
+            waiting = await session.post(f"{gw.base_url}/chat/completions", json=body)
+            assert waiting.status == 200
+            before = await lines_until(waiting, "queued ahead=1")
+            assert not any(line.startswith("data: ") for line in before)
+        await lines_until(waiting, '"content":"')  # the answer, after the wait
+        await waiting.read()
+        waiting.close()
+
+
+async def test_a_long_text_completion_says_it_waits(gw: Gateway) -> None:
+    body = {"model": "default", "prompt": LONG_PROMPT, "stream": True, "max_tokens": 2}
+    async with aiohttp.ClientSession() as session:
+        async with holding_the_slot(session, gw):
+            waiting = await session.post(f"{gw.base_url}/completions", json=body)
+            assert waiting.status == 200
+            before = await lines_until(waiting, "queued ahead=1")
+            assert not any(line.startswith("data: ") for line in before)
+        await lines_until(waiting, '"text":')
+        await waiting.read()
+        waiting.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"messages": [{"role": "user", "content": "word " * 5000}]}),
+        ("/completions", {"prompt": "word " * 5000}),
+    ],
+)
+async def test_a_prompt_over_the_context_is_a_400_without_waiting(
+    gw: Gateway, path: str, body: dict[str, object]
+) -> None:
+    """Counted before it queues: refused while the slot is still busy, before
+    any byte of an answer, with the runtime's own error."""
+    body = {**body, "model": "default", "stream": True, "max_tokens": 4}
+    async with aiohttp.ClientSession() as session, holding_the_slot(session, gw) as holder:
+        resp = await session.post(gw.base_url + path, json=body)
         assert resp.status == 400
-        assert (await resp.json())["error"]["code"] == "context_length_exceeded"
+        error = (await resp.json())["error"]
+        assert error["code"] == "context_length_exceeded"
+        assert "maximum context length is 4096 tokens" in error["message"]
+        # The slot was busy all along: the answer holding it is still going.
+        line = b"\n"
+        while line == b"\n":
+            line = await holder.content.readline()
+        assert line.startswith(b"data: ") and b"[DONE]" not in line
 
 
 # -- the library: LocalProvider on one slot, in this process ------------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 
 from ails.local.bridge import LocalStream
 from ails.local.choices import FoldUsage, MapChunks, MergedChoices, empty_top_logprobs
+from ails.local.fit import check_fit, count_chat
 from ails.local.params import Plan
 from ails.local.runtime import Runtime
-from ails.local.slots import certainly_fits
 from ails.local.tool_stream import AutoStream, CallStream
 from ails.local.tools import call_schema, json_schema_format
 from ails.providers.base import ChunkStream, Timeouts
@@ -35,12 +35,15 @@ async def open_answer(
     """Start every generation the plan needs; return once each has sent its first
     chunk, so that a request the runtime refuses fails here, before the answer.
 
-    The exception: a plain answer (one choice, no tools, no grammar) that must
-    wait for a slot, with ``announce``, returns as soon as it is in the line, its
-    first batches saying where it stands (:class:`~ails.providers.base.QueueWait`),
-    when its prompt certainly fits the context (local/slots.py). The runtime
-    refuses nothing else of such a request, so nothing fails after that.
+    The prompt is counted first (local/fit.py): one clearly over the context
+    is refused here, before it queues. A plain answer (one choice, no tools, no
+    grammar) that must wait for a slot, with ``announce``, returns as soon as it
+    is in the line, its first batches saying where it stands
+    (:class:`~ails.providers.base.QueueWait`), when its prompt clearly fits.
+    The runtime refuses nothing else of such a request, so nothing fails after that.
     """
+    tokens = await count_chat(runtime.tokenizer, plan.body)
+    fits = check_fit(tokens, runtime.n_ctx, lambda: plan.choice_body(0), provider=provider)
 
     async def generation(
         i: int, *, include_usage: bool = True, plain: bool = False, **extra: Any
@@ -55,7 +58,7 @@ async def open_answer(
             model=model,
             gate=runtime.gate,
             max_queue=max_queue,
-            announce=plain and announce and certainly_fits(body, runtime.n_ctx),
+            announce=plain and announce and fits,
         )
         stream.start()
         try:

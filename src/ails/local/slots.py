@@ -138,8 +138,9 @@ class SlotGate:
 
 
 def certainly_fits(body: bytes, n_ctx: int) -> bool:
-    """True when a prompt cannot be longer than the context, known without the
-    tokenizer (the runtime tokenises only once a request has a slot).
+    """True when a prompt cannot be longer than the context, known without a
+    tokenizer: for a prompt local/fit.py cannot count (a model whose tokenizer
+    ails does not rebuild; the runtime tokenises only once a request has a slot).
 
     Every token of this byte-level BPE model stands for at least one byte of
     the rendered prompt, and the request's JSON holds every byte of its text

@@ -28,6 +28,7 @@ from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
 from ails.local.bridge import LocalStream
 from ails.local.count import count_prompt_tokens
+from ails.local.fit import check_fit, count_chat, count_text
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, _env_int, get_runtime, loaded
 from ails.local.slots import DEFAULT_MAX_QUEUE, QueueSnapshot
@@ -163,10 +164,13 @@ class LocalProvider(Provider):
 
     async def stream_text(self, model: str, body: dict[str, Any]) -> ChunkStream:
         """The runtime's own text completion: the prompt as it is, no chat
-        template (local/text_params.py says which parameters it honours)."""
+        template (local/text_params.py says which parameters it honours).
+        Counted before it queues, as a chat request is (local/fit.py)."""
         self._check_model(model)
         request = plan_text(body)  # checked before the model loads
         runtime = await self.load()
+        tokens = await count_text(runtime.tokenizer, body.get("prompt"))
+        fits = check_fit(tokens, runtime.n_ctx, lambda: request, provider=self.name, param="prompt")
         stream = LocalStream(
             runtime.server,
             request,
@@ -176,6 +180,7 @@ class LocalProvider(Provider):
             model=model,
             gate=runtime.gate,
             max_queue=self.max_queue,
+            announce=fits,
             text=True,
         )
         stream.start()
@@ -205,17 +210,21 @@ class LocalProvider(Provider):
     async def count_tokens(
         self, model: str, messages: list[Any], **params: Any
     ) -> TokenCount | None:
-        """The chat-templated prompt (tools included) in the model's own tokens."""
+        """The chat-templated prompt (tools included) in the model's own tokens:
+        counted in Python when the model's tokenizer is rebuilt (local/fit.py),
+        else by a one-token generation that waits for a slot like any request."""
         self._check_model(model)
-        runtime = await self.load()
-        tokens = await count_prompt_tokens(
-            runtime.server,
-            messages,
-            params.get("tools"),
-            slots=runtime.parallel,
-            provider=self.name,
-            timeouts=self.timeouts,
+        tools = params.get("tools")
+        # Checked as connect checks it, before the model loads.
+        plan = plan_request(
+            messages, {"tools": tools}, slots=self._settings.resolved().parallel or 1
         )
+        runtime = await self.load()
+        tokens = await count_chat(runtime.tokenizer, plan.body)
+        if tokens is None:
+            tokens = await count_prompt_tokens(
+                runtime, plan, provider=self.name, timeouts=self.timeouts, max_queue=self.max_queue
+            )
         return TokenCount(tokens, exact=True)
 
     def _check_model(self, model: str) -> None:
