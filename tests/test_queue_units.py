@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from ails.local.choices import MergedChoices
 from ails.local.slots import QueueFull, QueueSnapshot, SlotGate, certainly_fits
 from ails.providers import registry
-from ails.providers.base import QueueWait, Timeouts
+from ails.providers.base import ChunkStream, QueueWait, Timeouts
 from ails.sse import SSEDecoder
+from ails.types import Chunk, ChunkChoice, Delta
 from ails.wire import queue_ahead, queue_comment
 
 
@@ -144,3 +146,42 @@ async def test_the_openai_provider_passes_the_wait_up(queued_upstream: str) -> N
     assert all(len(w) == 0 for w in waits)  # no chunks: readers of chunks see nothing
     chunks = [c for b in batches for c in b]
     assert [c.choices[0].delta.content for c in chunks] == ["hi"]
+
+
+class Scripted(ChunkStream):
+    """Yields its batches in order, each after ``delay`` event-loop turns."""
+
+    def __init__(self, batches: list[list[Chunk]], delay: int = 1) -> None:
+        self.batches = list(batches)
+        self.delay = delay
+
+    async def __anext__(self) -> list[Chunk]:
+        for _ in range(self.delay):
+            await asyncio.sleep(0)
+        if not self.batches:
+            raise StopAsyncIteration
+        return self.batches.pop(0)
+
+    async def aclose(self) -> None:
+        self.batches = []
+
+
+def _chunk(text: str) -> list[Chunk]:
+    return [Chunk(id="c1", choices=[ChunkChoice(delta=Delta(content=text))])]
+
+
+async def test_n_choices_tell_the_first_choices_wait_once_before_any_chunk() -> None:
+    """Choice 0 is first in line: its places are the answer's; choice 1's
+    (one more ahead: choice 0) never show, nor any wait after a chunk."""
+    first = Scripted([QueueWait(2, 0.1), QueueWait(1, 0.2), QueueWait(0, 0.3, started=True)])
+    first.batches += [_chunk("a"), QueueWait(5, 0.0), _chunk("b")]  # a wait after chunks
+    second = Scripted([QueueWait(3, 0.1), QueueWait(2, 0.2), QueueWait(1, 0.3)], delay=2)
+    second.batches += [QueueWait(0, 0.4, started=True), _chunk("x")]
+    out = [batch async for batch in MergedChoices([first, second])]
+    waits = [(b.ahead, b.started) for b in out if isinstance(b, QueueWait)]
+    assert waits == [(2, False), (1, False), (0, True)]
+    first_chunk = next(i for i, b in enumerate(out) if not isinstance(b, QueueWait))
+    assert all(not isinstance(b, QueueWait) for b in out[first_chunk:])
+    texts = sorted(c.choices[0].delta.content or "" for b in out for c in b if c.choices)
+    assert texts == ["a", "b", "x"]
+    assert MergedChoices([Scripted([])]).queue_seconds == 0.0

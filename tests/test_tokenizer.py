@@ -106,6 +106,41 @@ async def test_a_chat_count_is_the_runtimes(runtime: Runtime, name: str) -> None
     assert chat_tokens(runtime.tokenizer, plan.body) == theirs
 
 
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "a",
+        "schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+    },
+}
+#: What each kind of request adds to a plain one: the runtime sees the tools
+#: through the template (``tool_choice`` none) and a schema only in its sampler,
+#: for the constrained generation of a call as for a JSON answer.
+KINDS: dict[str, dict[str, Any]] = {
+    "tools required": {"tools": [WEATHER, BARE], "tool_choice": "required"},
+    "tools named": {
+        "tools": [WEATHER, BARE],
+        "tool_choice": {"type": "function", "function": BARE["function"]},
+    },
+    "tools auto, a call": {"tools": [WEATHER], "tool_choice": "auto"},
+    "tools auto, JSON": {"tools": [WEATHER], "response_format": SCHEMA},
+    "json_schema": {"response_format": SCHEMA},
+    "json_object": {"response_format": {"type": "json_object"}},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+async def test_the_count_of_each_kind_is_the_runtimes(runtime: Runtime, kind: str) -> None:
+    """What open_answer counts before a request of this kind queues (local/fit.py)
+    is the ``usage.prompt_tokens`` of the generation it becomes."""
+    messages = [user("Weather in Paris? Answer in JSON.")]
+    plan = plan_request(messages, dict(KINDS[kind]), slots=1)
+    provider = LocalProvider(n_ctx=2048, parallel=1)
+    stream = await provider.connect("default", messages, max_tokens=24, **KINDS[kind])
+    usage = [c.usage for batch in [b async for b in stream] for c in batch if c.usage]
+    assert usage and chat_tokens(runtime.tokenizer, plan.body) == usage[-1].prompt_tokens
+
+
 def _random_text(seed: int) -> str:
     rng = random.Random(seed)
     pieces = ["the ", "  ", "\n", "\r\n", "\t", "Ω", "3", "42", "ab", "É", "😀", "'s", "'LL"]

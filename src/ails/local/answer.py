@@ -35,19 +35,21 @@ async def open_answer(
     """Start every generation the plan needs; return once each has sent its first
     chunk, so that a request the runtime refuses fails here, before the answer.
 
-    The prompt is counted first (local/fit.py): one clearly over the context
-    is refused here, before it queues. A plain answer (one choice, no tools, no
-    grammar) that must wait for a slot, with ``announce``, returns as soon as it
-    is in the line, its first batches saying where it stands
-    (:class:`~ails.providers.base.QueueWait`), when its prompt clearly fits.
-    The runtime refuses nothing else of such a request, so nothing fails after that.
+    The prompt is counted first (local/fit.py), tools included, as the
+    template renders them for every kind of request (a JSON ``response_format``
+    or a call's schema constrains the sampler, not the prompt): one clearly
+    over the context is refused here, before it queues. When it clearly fits,
+    an answer that must wait for a slot, with ``announce``, returns as soon as
+    it is in the line, its first batches saying where it stands
+    (:class:`~ails.providers.base.QueueWait`; with ``n`` > 1, the place of its
+    first choice: :class:`~ails.local.choices.MergedChoices`). What else the
+    runtime could refuse was refused before: a schema outside
+    local/schema.py's allow-list, ``n`` beyond the slots.
     """
     tokens = await count_chat(runtime.tokenizer, plan.body)
     fits = check_fit(tokens, runtime.n_ctx, lambda: plan.choice_body(0), provider=provider)
 
-    async def generation(
-        i: int, *, include_usage: bool = True, plain: bool = False, **extra: Any
-    ) -> LocalStream:
+    async def generation(i: int, *, include_usage: bool = True, **extra: Any) -> LocalStream:
         body = plan.choice_body(i, **extra)
         stream = LocalStream(
             runtime.server,
@@ -58,7 +60,7 @@ async def open_answer(
             model=model,
             gate=runtime.gate,
             max_queue=max_queue,
-            announce=plain and announce and fits,
+            announce=announce and fits,
         )
         stream.start()
         try:
@@ -86,8 +88,7 @@ async def open_answer(
 
     stream: ChunkStream
     if plan.n == 1 and plan.tools is None:
-        plain = "grammar" not in plan.body and "response_format" not in plan.body
-        stream = await generation(0, include_usage=plan.include_usage, plain=plain)
+        stream = await generation(0, include_usage=plan.include_usage)
     else:
         started = await asyncio.gather(*(choice(i) for i in range(plan.n)), return_exceptions=True)
         streams = [s for s in started if isinstance(s, ChunkStream)]

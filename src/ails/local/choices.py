@@ -7,7 +7,9 @@
 - :class:`MergedChoices`: ``n`` choices are ``n`` separate generations on the
   runtime's parallel slots (the runtime's own ``n`` counts usage for one choice
   and gives alike samples), interleaved as they come, each re-indexed, under
-  one id, with their usage added up.
+  one id, with their usage added up. Its wait for a slot is its first
+  choice's: that one is told (each change, then ``started``), the others'
+  never, so the comments come once, before the first token.
 - :class:`MapChunks`: a per-chunk edit, for the rare requests that need one.
 """
 
@@ -17,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, QueueWait
 from ails.types import Chunk, Usage
 
 
@@ -52,11 +54,23 @@ class UsageFolder:
             self.held = None
 
 
+def queue_seconds(stream: ChunkStream) -> float:
+    """Seconds the generation under ``stream`` waited for its slot, once known
+    (a :class:`~ails.local.bridge.LocalStream`'s, through the wrappers here)."""
+    seconds: float = getattr(stream, "queue_seconds", 0.0)
+    return seconds
+
+
 class _Over(ChunkStream):
     """A stream made of others; closing it closes them."""
 
     def __init__(self, inner: Sequence[ChunkStream]) -> None:
         self.inner = list(inner)
+
+    @property
+    def queue_seconds(self) -> float:
+        """The first stream's wait: the one before the answer began."""
+        return queue_seconds(self.inner[0])
 
     async def aclose(self) -> None:
         for stream in self.inner:
@@ -92,6 +106,8 @@ class FoldUsage(_Over):
                     raise
                 self._error = exc
                 continue
+            if type(batch) is QueueWait:
+                return batch
             for chunk in batch:
                 self._folder.add(chunk, out)
         return out
@@ -135,6 +151,11 @@ class MergedChoices(_Over):
 
     The prompt is the same for every choice, so it is counted once, as OpenAI
     counts it; completion tokens are added up.
+
+    Choice 0 entered the line first, so no other choice can start before it:
+    its :class:`QueueWait` batches are the answer's, until it starts or a
+    chunk goes out. The others' are dropped (they wait after the first token
+    or while choice 0 waits too, already told).
     """
 
     def __init__(self, inner: Sequence[ChunkStream]) -> None:
@@ -144,6 +165,8 @@ class MergedChoices(_Over):
         self._first: Chunk | None = None
         self._usage: Usage | None = None
         self._ended = False
+        #: Whether a wait may still be told: nothing of the answer went out yet.
+        self._waiting = True
 
     async def __anext__(self) -> list[Chunk]:
         if not self._started:
@@ -153,6 +176,7 @@ class MergedChoices(_Over):
         while self._pending:
             done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
             out: list[Chunk] = []
+            wait: QueueWait | None = None
             for task in done:
                 i = self._pending.pop(task)
                 try:
@@ -163,8 +187,16 @@ class MergedChoices(_Over):
                 if batch is None:
                     continue
                 self._pending[asyncio.ensure_future(_next(self.inner[i]))] = i
+                if type(batch) is QueueWait:
+                    if i == 0 and self._waiting and not out:
+                        self._waiting = not batch.started
+                        wait = batch
+                    continue
                 self._take(i, batch, out)
+            if wait is not None and not out:
+                return wait
             if out:
+                self._waiting = False
                 return out
         if self._ended:
             raise StopAsyncIteration

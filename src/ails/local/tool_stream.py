@@ -12,6 +12,11 @@
   ``<tool_call>`` tag) stops that generation and starts a constrained one,
   whose call always parses. The few tokens of the abandoned start are not
   counted in ``usage``.
+
+Both pass a waiting generation's :class:`~ails.providers.base.QueueWait`
+batches on: nothing of the answer has gone out before them (``auto`` holds
+the first characters until it knows, so the wait of its constrained
+generation is told too).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ails.errors import ProtocolError
+from ails.local.choices import queue_seconds
 from ails.local.tools import ToolPlan, call_chunks, read_call, read_partial_call, starts_as_call
-from ails.providers.base import ChunkStream
+from ails.providers.base import ChunkStream, QueueWait
 from ails.types import Chunk, ChunkChoice, Delta
 
 
@@ -34,6 +40,8 @@ class CallStream(ChunkStream):
     async def __anext__(self) -> list[Chunk]:
         while True:
             batch = await self.inner.__anext__()
+            if type(batch) is QueueWait:
+                return batch
             out: list[Chunk] = []
             for chunk in batch:
                 if not chunk.choices:  # the usage
@@ -71,6 +79,10 @@ class CallStream(ChunkStream):
             code="invalid_tool_call",
         )
 
+    @property
+    def queue_seconds(self) -> float:
+        return queue_seconds(self.inner)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 
@@ -89,6 +101,7 @@ class AutoStream(ChunkStream):
         self._held: list[Chunk] = []
         self._text = ""
         self._decided = False
+        self._waited = 0.0  # by the abandoned generation, once a call starts
 
     async def __anext__(self) -> list[Chunk]:
         while not self._decided:
@@ -99,6 +112,8 @@ class AutoStream(ChunkStream):
                 if self._held:
                     return self._release()
                 raise
+            if type(batch) is QueueWait:
+                return batch
             self._held += batch
             ended = False
             for chunk in batch:
@@ -113,6 +128,7 @@ class AutoStream(ChunkStream):
             if decision:
                 self._decided = True
                 self._held = []
+                self._waited = queue_seconds(self.inner)
                 await self.inner.aclose()
                 self.inner = await self._start_call()
             elif decision is False or ended:
@@ -123,6 +139,10 @@ class AutoStream(ChunkStream):
     def _release(self) -> list[Chunk]:
         held, self._held = self._held, []
         return held
+
+    @property
+    def queue_seconds(self) -> float:
+        return self._waited + queue_seconds(self.inner)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from ails.errors import ConfigError, NotFound
 from ails.local.answer import open_answer
 from ails.local.bridge import LocalStream
+from ails.local.choices import queue_seconds
 from ails.local.count import count_prompt_tokens
 from ails.local.fit import check_fit, count_chat, count_text
 from ails.local.params import plan_request
@@ -192,19 +193,21 @@ class LocalProvider(Provider):
         return stream
 
     async def reply(self, model: str, messages: list[Any], **params: Any) -> Reply:
-        """The whole answer, and how long it waited for a slot (``queue_ms``)."""
+        """The whole answer, and how long it waited for a slot (``queue_ms``):
+        each told wait, up to its start (two for an ``auto`` tool call that
+        waited again for its constrained generation), else the silent one."""
         params["stream"] = True
         stream = await self.connect(model, messages, **params)
         chunks: list[Chunk] = []
         waited = 0.0
         try:
             async for batch in stream:
-                if type(batch) is QueueWait:
-                    waited = max(waited, batch.waited or 0.0)
+                if type(batch) is QueueWait and batch.started:
+                    waited += batch.waited or 0.0
                 chunks.extend(batch)
         finally:
             await stream.aclose()
-        waited = max(waited, getattr(stream, "queue_seconds", 0.0))
+        waited = waited or queue_seconds(stream)
         return Reply(completion_from_chunks(chunks), queue_ms=round(waited * 1000))
 
     async def count_tokens(
