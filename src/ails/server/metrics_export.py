@@ -164,25 +164,36 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], latency: Latenc
 
 
 def _tokens(m: GatewayMetrics) -> Iterator[Metric]:
+    # Counted once per (model, key id, backend); summed here by each.
+    by: tuple[dict[str, list[int]], ...] = ({}, {}, {})
+    for labels, (prompt, completion) in list(m.tokens.items()):
+        for table, value in zip(by, labels, strict=True):
+            sums = table.get(value)
+            if sums is None:
+                sums = table[value] = [0, 0]
+            sums[0] += prompt
+            sums[1] += completion
     tokens = "Tokens the backends reported (usage), prompt and completion"
-    for name, label, help_text, table in (
-        ("ails_tokens", "model", f"{tokens}, by served model.", m.model_tokens),
+    for (name, label, help_text), table in zip(
         (
-            "ails_key_tokens",
-            "key_id",
-            f"{tokens}, by API key id ([keys.NAME] name, else 8 hex of its SHA-256; "
-            "open or signed without a key).",
-            m.key_tokens,
+            ("ails_tokens", "model", f"{tokens}, by served model."),
+            (
+                "ails_key_tokens",
+                "key_id",
+                f"{tokens}, by API key id ([keys.NAME] name, else 8 hex of its SHA-256; "
+                "open or signed without a key).",
+            ),
+            (
+                "ails_backend_tokens",
+                "backend",
+                f"{tokens}, by backend (rate(): tokens/s of the embedded model).",
+            ),
         ),
-        (
-            "ails_backend_tokens",
-            "backend",
-            f"{tokens}, by backend (rate(): tokens/s of the embedded model).",
-            m.backend_tokens,
-        ),
+        by,
+        strict=True,
     ):
         family = CounterMetricFamily(name, help_text, labels=[label, "kind"])
-        for value, (prompt, completion) in list(table.items()):
+        for value, (prompt, completion) in table.items():
             family.add_metric([value, "prompt"], prompt)
             family.add_metric([value, "completion"], completion)
         yield family
