@@ -80,7 +80,8 @@ class Exporter(Collector):
 
 
 def _local_slots(gateway: Gateway) -> Iterator[Metric]:
-    """The embedded model's slots, for each backend that can tell (``queue_snapshot``)."""
+    """The embedded model's slots and decode speed, for each backend that can
+    tell (``queue_snapshot``, ``decode_speed``)."""
     families = {
         "slots": GaugeMetricFamily(
             "ails_local_slots", "Requests the embedded model decodes at once.", labels=["backend"]
@@ -91,6 +92,13 @@ def _local_slots(gateway: Gateway) -> Iterator[Metric]:
         "queued": GaugeMetricFamily(
             "ails_local_queued", "Requests waiting for a slot.", labels=["backend"]
         ),
+        "speed": GaugeMetricFamily(
+            "ails_local_tokens_per_second",
+            "Decode speed one answer sees: tokens after each generation's first over the "
+            "seconds from its first to its last chunk, the last 16 generations together "
+            "(0 before one made two tokens).",
+            labels=["backend"],
+        ),
     }
     for backend in gateway.router.backends:
         snapshot = getattr(backend.provider, "queue_snapshot", None)
@@ -100,6 +108,8 @@ def _local_slots(gateway: Gateway) -> Iterator[Metric]:
         families["slots"].add_metric([backend.name], now.slots)
         families["busy"].add_metric([backend.name], now.busy)
         families["queued"].add_metric([backend.name], now.queued)
+        speed = getattr(backend.provider, "decode_speed", None)
+        families["speed"].add_metric([backend.name], speed() if speed is not None else 0.0)
     yield from families.values()
 
 
