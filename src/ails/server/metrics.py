@@ -32,7 +32,7 @@ from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderErr
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import CURRENT, BackendRecorder, RequestRecord, endpoint_of
+from ails.server.records import CURRENT, BackendRecorder, RequestRecord
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -100,9 +100,10 @@ class GatewayMetrics:
     What every request touches is counted in plain ints and lists here (a
     dict lookup and an add each; prometheus_client's own counters take a lock
     and check their type per ``inc``, which measured as a third of the
-    metrics' cost per request); :mod:`ails.server.metrics_export` turns them
-    into metric families when scraped. Rare events (failures, retries,
-    refusals) use the library's counters directly.
+    metrics' cost per request), streams without usage too (most clients do
+    not ask for it); :mod:`ails.server.metrics_export` turns them into metric
+    families when scraped. Rare events (failures, retries, refusals) use the
+    library's counters directly.
     """
 
     def __init__(self, gateway: Gateway, *, key: str | None = None) -> None:
@@ -118,6 +119,8 @@ class GatewayMetrics:
         self.tokens: dict[tuple[str, str, str], list[int]] = {}
         #: backend -> calls (first tries and retries).
         self.attempts: dict[str, int] = {}
+        #: backend -> streams it answered without usage (most clients do not ask).
+        self.no_usage: dict[str, int] = {}
         self.state_up: str | None = None
         self.served_name = gateway.router.served_name
         self.registry = CollectorRegistry(auto_describe=True)
@@ -138,13 +141,6 @@ class GatewayMetrics:
             "ails_upstream_fallbacks",
             "Times a backend was given up for the next one (its last failure's code).",
             ["backend", "code"],
-            registry=reg,
-        )
-        self.no_usage = Counter(
-            "ails_streams_without_usage",
-            "Streams whose backend reported no usage, so their tokens are not counted "
-            "(an upstream reports it when the client asks, stream_options.include_usage).",
-            ["backend"],
             registry=reg,
         )
         self.refusals = Counter(
@@ -180,7 +176,8 @@ class GatewayMetrics:
         Inline, not in helpers: it runs once per request."""
         model = record.model
         label = (self.served_name(model) or "other") if model is not None else "other"
-        key = (endpoint_of(request), label)
+        resource = request.match_info.route.resource  # endpoint_of(request), inline
+        key = ("other" if resource is None else resource.canonical, label)
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = Series()
@@ -204,7 +201,8 @@ class GatewayMetrics:
             tokens[0] += prompt
             tokens[1] += completion
         elif record.streamed:
-            self.no_usage.labels(record.backend or "none").inc()
+            backend = record.backend or "none"
+            self.no_usage[backend] = self.no_usage.get(backend, 0) + 1
         if record.error in REFUSALS:
             self.refusals.labels(record.error).inc()
 

@@ -56,6 +56,15 @@ class Exporter(Collector):
         for name, count in list(m.attempts.items()):
             attempts.add_metric([name], count)
         yield attempts
+        no_usage = CounterMetricFamily(
+            "ails_streams_without_usage",
+            "Streams whose backend reported no usage, so their tokens are not counted "
+            "(an upstream reports it when the client asks, stream_options.include_usage).",
+            labels=["backend"],
+        )
+        for name, count in list(m.no_usage.items()):
+            no_usage.add_metric([name], count)
+        yield no_usage
         yield GaugeMetricFamily(
             "ails_streams_in_flight", "Streamed answers being written now.", value=m.streams
         )
