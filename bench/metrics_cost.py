@@ -21,18 +21,20 @@ stream's chunks arrive in batches depends on timing, and so does its count.
 the noise between two processes does not drown a few percent: both
 ``ails serve`` (with and without ``--no-metrics``) are pinned to the same core
 (``--gateway-cpu``, the last by default), the mock upstream and this process
-(the load generator, bench/rawhttp.py) to the others, and the two are loaded
-in alternating rounds, never both at once (A B, B A, A B...: a drift of the
-machine weighs on both alike). In a round each test (``seq``: one request at
-a time on one connection; ``rate``: ``--clients`` connections of non-stream
-requests; ``stream``: the same with 10-chunk streams) loads a gateway until it
-has used ``--cpu-seconds`` of CPU, every answer counted; its user + system
-time comes from /proc/PID/stat before and after, read while it is idle, so
-every request of the round is inside it. The kernel counts that time in clock
-ticks (10 ms at ``CLK_TCK`` 100): each figure is printed with its resolution,
-two ticks over the CPU time measured, 0.67 % at the default 3 s.
-Per test: the median and spread (min-max) of each gateway's µs per request,
-and the median over rounds of each round's ratio with/without.
+(the load generator, bench/rawhttp.py) to the others, and they take turns,
+never both loaded at once: in a round, each test (``seq``: one request at a
+time on one connection; ``rate``: ``--clients`` connections of non-stream
+requests; ``stream``: the same with 10-chunk streams) loads one gateway for
+``--slice`` seconds, then the other, and so on (A B A B..., the next round B A
+B A...), until each has used ``--cpu-seconds`` of CPU. Short turns put both
+under the same conditions when other work comes and goes on the machine. A
+gateway's user + system time is read from /proc/PID/stat at the round's start
+and end only (it is idle during the other's turns), so the kernel's clock
+ticks (10 ms at ``CLK_TCK`` 100) round once per round, not once per turn: each
+figure is printed with its resolution, two ticks over the CPU time measured,
+0.67 % at the default 3 s. Per test: the median and spread (min-max) of each
+gateway's µs per request over the rounds, and the median of the rounds' ratios
+with/without. A first round warms both up and is not counted.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -146,7 +147,10 @@ def main() -> None:
         default=3.0,
         help="--cpu: load a gateway per test and round until it used this much CPU",
     )
-    ap.add_argument("--max-seconds", type=float, default=30.0, help="--cpu: but no longer")
+    ap.add_argument("--max-seconds", type=float, default=60.0, help="--cpu: but no longer")
+    ap.add_argument(
+        "--slice", type=float, default=0.25, help="--cpu: seconds of load before the other's turn"
+    )
     ap.add_argument("--clients", type=int, default=16, help="--cpu: connections of rate, stream")
     ap.add_argument("--tests", default="seq,rate,stream", help="--cpu: which loads")
     ap.add_argument(
@@ -246,55 +250,62 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def saturate(url: str, data: bytes, clients: int, done_when: Callable[[], bool]) -> int:
-    """Requests from ``clients`` keep-alive connections until ``done_when()``
-    (asked every 0.1 s); returns once every answer is read (the count of answers)."""
-    stop = asyncio.Event()
-    done = [0]
+class Loaded:
+    """One gateway under one test in a round: its keep-alive connections,
+    the answers it gave, its CPU time when the round began."""
 
-    async def client() -> None:
-        conn = Conn(url)
-        try:
-            while not stop.is_set():
-                status, body = await conn.request(data)
+    def __init__(self, pid: int, url: str, data: bytes, clients: int) -> None:
+        self.pid, self.data = pid, data
+        self.conns = [Conn(url) for _ in range(clients)]
+        self.answers = 0
+        self.cpu0 = process_cpu(pid)
+
+    async def load(self, seconds: float) -> None:
+        """Every connection asks again and again for ``seconds``; returns once
+        every answer is read, so the gateway is idle again."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+
+        async def client(conn: Conn) -> int:
+            n = 0
+            while loop.time() < end:
+                status, body = await conn.request(self.data)
                 if status != 200 or not body:
                     raise RuntimeError(f"status {status}: {body[:200]!r}")
-                done[0] += 1
-        finally:
-            await conn.close()
+                n += 1
+            return n
 
-    async def watch() -> None:
-        while not done_when():  # noqa: ASYNC110 - it polls /proc: nothing to wait on
-            await asyncio.sleep(0.1)
-        stop.set()
+        self.answers += sum(await asyncio.gather(*(client(c) for c in self.conns)))
 
-    await asyncio.gather(watch(), *(client() for _ in range(clients)))
-    return done[0]
+    def used(self) -> float:
+        return process_cpu(self.pid) - self.cpu0
 
 
-def cpu_round(
-    pid: int, url: str, data: bytes, clients: int, args: argparse.Namespace
-) -> tuple[float, float]:
-    """One gateway's µs of CPU per request, loaded until it has used
-    ``--cpu-seconds`` of CPU (or ``--max-seconds`` passed); and the figure's
-    resolution, two clock ticks over the CPU time measured."""
-    time.sleep(0.3)  # idle: the last round's buffered access lines written out
-    before = process_cpu(pid)
-    deadline = time.monotonic() + args.max_seconds
-    target: float = args.cpu_seconds
-
-    def enough() -> bool:
-        return process_cpu(pid) - before >= target or time.monotonic() > deadline
-
-    n = run_on_loop(saturate(url, data, clients, enough), "uvloop")
-    time.sleep(0.3)  # the access log's buffer (0.1 s) flushed inside this round
-    used = process_cpu(pid) - before
-    return used / n * 1e6, 2 / os.sysconf("SC_CLK_TCK") / used
-
-
-def seconds_from_now(seconds: float) -> Callable[[], bool]:
-    end = time.monotonic() + seconds
-    return lambda: time.monotonic() > end
+async def paired_round(
+    targets: list[tuple[int, str, bytes, int]], args: argparse.Namespace
+) -> list[tuple[float, float]]:
+    """Load the gateways in turn, ``--slice`` seconds each, until every one
+    has used ``--cpu-seconds`` of CPU (or ``--max-seconds`` passed): each
+    gateway's µs of CPU per request and that figure's resolution (two clock
+    ticks over its CPU time). A gateway is idle while another is loaded, and
+    its CPU time is read only at the round's start and end, so the ticks of
+    the slices add up rather than their rounding."""
+    loaded = [Loaded(*target) for target in targets]  # (pid, url, request, connections)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.max_seconds
+    try:
+        while True:
+            for target in loaded:
+                await target.load(args.slice)
+            if min(t.used() for t in loaded) >= args.cpu_seconds or loop.time() > deadline:
+                break
+    finally:
+        for target in loaded:
+            for conn in target.conns:
+                await conn.close()
+    await asyncio.sleep(0.3)  # the access logs' buffers (0.1 s) flushed inside the round
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    return [(t.used() / t.answers * 1e6, 2 * tick / t.used()) for t in loaded]
 
 
 def spread(values: list[float]) -> str:
@@ -330,18 +341,15 @@ def cpu_main(args: argparse.Namespace) -> None:
             body = json.dumps({"model": model, "messages": MSGS, "stream": stream}).encode()
             return build_request(url + "/chat/completions", body, headers), conns or args.clients
 
-        for gw in gws.values():  # warm-up, not counted
-            for test in tests:
-                data, clients = request(test, gw.url)
-                run_on_loop(saturate(gw.url, data, clients, seconds_from_now(1.0)), "uvloop")
-        for rnd in range(args.rounds):
-            # A B, then B A: a machine that drifts weighs on both alike.
+        for rnd in range(-1, args.rounds):  # round -1: the warm-up, not counted
+            # A B A B..., then B A B A...: neither always goes first.
             order = list(gws) if rnd % 2 == 0 else list(reversed(gws))
             for test in tests:
-                for name in order:
-                    gw = gws[name]
-                    data, clients = request(test, gw.url)
-                    per, res = cpu_round(gw.pid, gw.url, data, clients, args)
+                targets = [(gws[n].pid, gws[n].url, *request(test, gws[n].url)) for n in order]
+                figures = run_on_loop(paired_round(targets, args), "uvloop")
+                if rnd < 0:
+                    continue
+                for name, (per, res) in zip(order, figures, strict=True):
                     worst = max(worst, res)
                     us[test][name].append(per)
                     print(
