@@ -100,9 +100,14 @@ def start(upstream: str, out: Path, extra: list[str]) -> tuple[subprocess.Popen[
 KINDS = {"non-stream": ("x", False), "stream": ("chunks:10", True)}
 
 
-def load(port: int, n: int, kinds: list[str]) -> None:
-    """``n`` requests of each kind, one after another, on one keep-alive connection."""
+def load(port: int, n: int, kinds: list[str], concurrency: int = 1) -> None:
+    """``n`` requests of each kind, one after another on one keep-alive
+    connection, or from ``concurrency`` connections at once."""
     import http.client
+
+    if concurrency > 1:
+        run_on_loop(load_at_once(port, n, kinds, concurrency), "uvloop")
+        return
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
@@ -115,6 +120,28 @@ def load(port: int, n: int, kinds: list[str]) -> None:
             resp.read()
             assert resp.status == 200, resp.status
     conn.close()
+
+
+async def load_at_once(port: int, n: int, kinds: list[str], concurrency: int) -> None:
+    url = f"http://127.0.0.1:{port}/v1"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    for kind in kinds:
+        model, stream = KINDS[kind]
+        body = json.dumps({"model": model, "messages": MSGS, "stream": stream}).encode()
+        data = build_request(url + "/chat/completions", body, headers)
+        left = [n]
+
+        async def client(data: bytes = data, left: list[int] = left) -> None:
+            conn = Conn(url)
+            try:
+                while left[0] > 0:
+                    left[0] -= 1
+                    status, _ = await conn.request(data)
+                    assert status == 200, status
+            finally:
+                await conn.close()
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
 def control(pid: int, *args: str) -> None:
@@ -140,6 +167,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200, help="of each kind, per round")
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument(
+        "--concurrency", type=int, default=1, help="connections at once (instructions; 1: one)"
+    )
     ap.add_argument("--cpu", action="store_true", help="server CPU time per request instead")
     ap.add_argument(
         "--cpu-seconds",
@@ -154,6 +184,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16, help="--cpu: connections of rate, stream")
     ap.add_argument("--tests", default="seq,rate,stream", help="--cpu: which loads")
     ap.add_argument(
+        "--aa", action="store_true", help="--cpu: both gateways with metrics (the noise floor)"
+    )
+    ap.add_argument(
         "--gateway-cpu", type=int, default=None, help="--cpu: the gateways' core (default: last)"
     )
     args = ap.parse_args()
@@ -163,12 +196,14 @@ def main() -> None:
     instructions_main(args)
 
 
-def count_round(proc: subprocess.Popen[bytes], port: int, out: Path, n: int, kind: str) -> float:
+def count_round(
+    proc: subprocess.Popen[bytes], port: int, out: Path, n: int, kind: str, concurrency: int
+) -> float:
     """Instructions per request of ``n`` requests of ``kind``, counted alone."""
     before = set(out.parent.glob(out.name + "*"))
     control(proc.pid, "-z")  # zero what came before
     control(proc.pid, "-i", "on")
-    load(port, n, [kind])
+    load(port, n, [kind], concurrency)
     control(proc.pid, "-i", "off")
     control(proc.pid, "-d")
     deadline = time.monotonic() + 30
@@ -203,7 +238,7 @@ def instructions_main(args: argparse.Namespace) -> None:
             for rnd in range(args.rounds):
                 for kind in KINDS:
                     for name, (proc, port, out) in procs.items():
-                        count = count_round(proc, port, out, args.requests, kind)
+                        count = count_round(proc, port, out, args.requests, kind, args.concurrency)
                         counts[kind][name].append(count)
                         print(f"round {rnd + 1} {kind} {name}: {count:,.0f}", flush=True)
         finally:
@@ -243,11 +278,16 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(int(task.name), cpus)
 
 
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid``, all its threads (/proc/PID/stat)."""
+def process_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process ``pid``, all its threads (/proc/PID/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # from the 3rd field (state) on
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu(pid: int) -> float:
+    return sum(process_times(pid))
 
 
 class Loaded:
@@ -259,6 +299,7 @@ class Loaded:
         self.conns = [Conn(url) for _ in range(clients)]
         self.answers = 0
         self.cpu0 = process_cpu(pid)
+        self.sys0 = process_times(pid)[1]
 
     async def load(self, seconds: float) -> None:
         """Every connection asks again and again for ``seconds``; returns once
@@ -283,7 +324,7 @@ class Loaded:
 
 async def paired_round(
     targets: list[tuple[int, str, bytes, int]], args: argparse.Namespace
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, float]]:
     """Load the gateways in turn, ``--slice`` seconds each, until every one
     has used ``--cpu-seconds`` of CPU (or ``--max-seconds`` passed): each
     gateway's µs of CPU per request and that figure's resolution (two clock
@@ -305,7 +346,14 @@ async def paired_round(
                 await conn.close()
     await asyncio.sleep(0.3)  # the access logs' buffers (0.1 s) flushed inside the round
     tick = 1 / os.sysconf("SC_CLK_TCK")
-    return [(t.used() / t.answers * 1e6, 2 * tick / t.used()) for t in loaded]
+    return [
+        (
+            t.used() / t.answers * 1e6,
+            2 * tick / t.used(),
+            (process_times(t.pid)[1] - t.sys0) / t.used(),
+        )
+        for t in loaded
+    ]
 
 
 def spread(values: list[float]) -> str:
@@ -319,7 +367,9 @@ def cpu_main(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, rest)  # the load generator, and the mock it starts below
     tests = [t for t in args.tests.split(",") if t]
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-    variants: dict[str, list[str]] = {"metrics": [], "no metrics": ["--no-metrics"]}
+    # --aa: two gateways alike (both with metrics), the method's own noise floor.
+    other, extra = ("metrics again", []) if args.aa else ("no metrics", ["--no-metrics"])
+    variants: dict[str, list[str]] = {"metrics": [], other: extra}
     us: dict[str, dict[str, list[float]]] = {t: {v: [] for v in variants} for t in tests}
     worst = 0.0
     logs = Path(tempfile.mkdtemp(prefix="ails-metrics-cpu-"))
@@ -349,12 +399,12 @@ def cpu_main(args: argparse.Namespace) -> None:
                 figures = run_on_loop(paired_round(targets, args), "uvloop")
                 if rnd < 0:
                     continue
-                for name, (per, res) in zip(order, figures, strict=True):
+                for name, (per, res, kernel) in zip(order, figures, strict=True):
                     worst = max(worst, res)
                     us[test][name].append(per)
                     print(
                         f"round {rnd + 1} {test} {name}: {per:.1f} µs/request "
-                        f"(tick resolution {res:.2%})",
+                        f"({kernel:.0%} in the kernel; tick resolution {res:.2%})",
                         flush=True,
                     )
     print(
@@ -362,10 +412,10 @@ def cpu_main(args: argparse.Namespace) -> None:
         f"worst tick resolution {worst:.2%}"
     )
     for test in tests:
-        a, b = us[test]["metrics"], us[test]["no metrics"]
+        a, b = us[test]["metrics"], us[test][other]
         ratios = [x / y for x, y in zip(a, b, strict=True)]
         print(
-            f"{test}: with {spread(a)}, without {spread(b)} µs/request; with/without "
+            f"{test}: metrics {spread(a)}, {other} {spread(b)} µs/request; ratio "
             f"median {statistics.median(ratios):.3f}x, rounds "
             f"{', '.join(f'{r:.3f}' for r in ratios)}"
         )
