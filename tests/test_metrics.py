@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ails.local.speed import WINDOW, DecodeSpeed
+from ails.server.records import RequestRecord
 from gateway_proc import Gateway
 from test_doors import UPSTREAM_PASSWORD
 from test_security import CLIENT_KEY, UPSTREAM_KEY
@@ -153,6 +154,35 @@ def test_decode_speed_is_tokens_over_seconds_of_the_last_generations() -> None:
     for _ in range(WINDOW):
         speed.add(5, 1.0)
     assert speed.tokens_per_second() == 5  # the two older ones left the window
+
+
+@pytest.mark.parametrize(
+    ("raw", "tokens"),
+    [
+        # A "usage" inside the content is escaped: the top level's is read.
+        (
+            b'{"choices":[{"message":{"content":"\\"usage\\": {\\"prompt_tokens\\": 99}"}}],'
+            b'"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8},"x":"y"}',
+            (3, 5),
+        ),
+        # A nested "usage" after the top level's: the whole answer is read.
+        (
+            b'{"usage":{"prompt_tokens":3,"completion_tokens":5},"choices":[{"extra":'
+            b'{"usage":{"prompt_tokens":1000,"completion_tokens":1}}}]}',
+            (3, 5),
+        ),
+        (b'{"usage" : {"prompt_tokens":2,"completion_tokens":4}}', (2, 4)),
+        (b'{"object":"list","data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}', (7, 0)),
+        (b'{"choices":[]}', (0, 0)),
+        (b"not json", (0, 0)),
+    ],
+)
+def test_a_whole_answers_tokens_are_its_top_level_usage(
+    raw: bytes, tokens: tuple[int, int]
+) -> None:
+    record = RequestRecord(0.0)
+    record.answer(raw)
+    assert (record.prompt_tokens, record.completion_tokens) == tokens
 
 
 def test_a_known_set_of_requests_is_counted_exactly(gw: Gateway, up: Upstream) -> None:

@@ -84,9 +84,24 @@ class RequestRecord:
             self.completion_tokens = usage.completion_tokens
 
     def answer(self, raw: bytes) -> None:
-        """The tokens of a whole answer's bytes (its ``usage``, if any)."""
+        """The tokens of a whole answer's bytes (its ``usage``, if any).
+
+        OpenAI's answers end with ``usage`` (after the choices, which are
+        most of the bytes), so the object is read from that key on: ``{`` and
+        the tail are the whole object's top-level fields from there when the
+        key is the top level's (a ``"`` inside a string is escaped, so
+        ``"usage":`` unescaped is a key). A nested one leaves braces over, a
+        decode error; then, or without the key, the whole answer is read."""
+        usage: Usage | None = None
+        at = raw.rfind(b'"usage":')
         try:
-            usage = _decode_usage(raw).usage
+            if at > 0:
+                try:
+                    usage = _decode_usage(b"{" + raw[at:]).usage
+                except msgspec.DecodeError:
+                    usage = _decode_usage(raw).usage
+            else:
+                usage = _decode_usage(raw).usage
         except msgspec.DecodeError:  # not ours to judge: the client gets the bytes as they are
             return
         if usage is not None:
