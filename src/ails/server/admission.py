@@ -98,8 +98,13 @@ class AdmissionPipeline:
         if record is not None:  # for the metrics and the access log
             record.model = model
             record.caller = caller
-        if not self.router.serves(model) and not await self.router.knows(model):
-            raise self.router.not_served(model)  # 404, or 503 while a list is missing
+        served = self.router.served_name(model)  # serves(model), and the metrics' label
+        if served is None:
+            if not await self.router.knows(model):
+                raise self.router.not_served(model)  # 404, or 503 while a list is missing
+            served = self.router.served_name(model)
+        if record is not None:
+            record.label = served
         # Charged only now that the request can be served (an anonymous signed
         # caller's quota), and given back if the backend fails before any output.
         refund = await self.auth.admit_signed(signed_caller) if signed_caller else None

@@ -19,6 +19,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,7 +33,7 @@ from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderErr
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import CURRENT, BackendRecorder, RequestRecord
+from ails.server.records import CURRENT, BackendRecorder, RequestRecord, endpoint_of
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -122,7 +123,8 @@ class GatewayMetrics:
         #: backend -> streams it answered without usage (most clients do not ask).
         self.no_usage: dict[str, int] = {}
         self.state_up: str | None = None
-        self.served_name = gateway.router.served_name
+        #: route -> its template (the endpoint label), for the routes of the app.
+        self.endpoints: dict[AbstractRoute, str] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.failures = Counter(
@@ -174,10 +176,14 @@ class GatewayMetrics:
     def finish(self, request: web.Request, status: int, record: RequestRecord, now: float) -> None:
         """A request is over: count it (the gateway's middleware calls this).
         Inline, not in helpers: it runs once per request."""
-        model = record.model
-        label = (self.served_name(model) or "other") if model is not None else "other"
-        resource = request.match_info.route.resource  # endpoint_of(request), inline
-        key = ("other" if resource is None else resource.canonical, label)
+        label = record.label or "other"
+        route = request.match_info.route
+        endpoint = self.endpoints.get(route)
+        if endpoint is None:  # endpoint_of(request), once per route
+            endpoint = endpoint_of(request)
+            if route.resource is not None:  # not aiohttp's one-off routes of 404s
+                self.endpoints[route] = endpoint
+        key = (endpoint, label)
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = Series()

@@ -54,6 +54,7 @@ class RequestRecord:
         "completion_tokens",
         "error",
         "first",
+        "label",
         "model",
         "prompt_tokens",
         "start",
@@ -73,6 +74,8 @@ class RequestRecord:
         self.model: str | None = None
         #: Who called, once admitted.
         self.caller: Caller | None = None
+        #: The served name of ``model`` (the metrics' label), once admitted.
+        self.label: str | None = None
         #: The code of the refusal it got (``rate_limit_exceeded``...), if any.
         self.error: str | None = None
         #: The answer was a stream from a backend.
