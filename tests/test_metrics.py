@@ -22,6 +22,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ails.local.speed import WINDOW, DecodeSpeed
+from ails.server.records import RequestRecord
 from gateway_proc import Gateway
 from test_doors import UPSTREAM_PASSWORD
 from test_security import CLIENT_KEY, UPSTREAM_KEY
@@ -126,6 +128,61 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def sse_chunks(raw: bytes) -> list[dict[str, Any]]:
     events = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
     return [json.loads(e) for e in events if e != "[DONE]"]
+
+
+def test_the_embedded_models_decode_speed_is_a_gauge(gw: Gateway) -> None:
+    # First in this module: the gateway's model has not generated yet.
+    name = "ails_local_tokens_per_second"
+    before = scrape(gw)
+    assert (name, frozenset({("backend", "local")})) in before
+    assert value(before, name, backend="local") == 0
+    status, raw = chat(gw, "default", max_tokens=8, temperature=0, stream=True)
+    assert status == 200
+    chunks = sse_chunks(raw)
+    assert any(c["choices"] and c["choices"][0]["delta"].get("content") for c in chunks)
+    assert value(scrape(gw), name, backend="local") > 0
+
+
+def test_decode_speed_is_tokens_over_seconds_of_the_last_generations() -> None:
+    speed = DecodeSpeed()
+    assert speed.tokens_per_second() == 0
+    speed.add(0, 1.0)  # one token: nothing decoded after it
+    assert speed.tokens_per_second() == 0
+    speed.add(30, 1.0)
+    speed.add(10, 1.0)
+    assert speed.tokens_per_second() == 20
+    for _ in range(WINDOW):
+        speed.add(5, 1.0)
+    assert speed.tokens_per_second() == 5  # the two older ones left the window
+
+
+@pytest.mark.parametrize(
+    ("raw", "tokens"),
+    [
+        # A "usage" inside the content is escaped: the top level's is read.
+        (
+            b'{"choices":[{"message":{"content":"\\"usage\\": {\\"prompt_tokens\\": 99}"}}],'
+            b'"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8},"x":"y"}',
+            (3, 5),
+        ),
+        # A nested "usage" after the top level's: the whole answer is read.
+        (
+            b'{"usage":{"prompt_tokens":3,"completion_tokens":5},"choices":[{"extra":'
+            b'{"usage":{"prompt_tokens":1000,"completion_tokens":1}}}]}',
+            (3, 5),
+        ),
+        (b'{"usage" : {"prompt_tokens":2,"completion_tokens":4}}', (2, 4)),
+        (b'{"object":"list","data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}', (7, 0)),
+        (b'{"choices":[]}', (0, 0)),
+        (b"not json", (0, 0)),
+    ],
+)
+def test_a_whole_answers_tokens_are_its_top_level_usage(
+    raw: bytes, tokens: tuple[int, int]
+) -> None:
+    record = RequestRecord(0.0)
+    record.answer(raw)
+    assert (record.prompt_tokens, record.completion_tokens) == tokens
 
 
 def test_a_known_set_of_requests_is_counted_exactly(gw: Gateway, up: Upstream) -> None:

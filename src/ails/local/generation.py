@@ -32,6 +32,7 @@ import msgspec
 
 from ails.errors import BadRequest, ProtocolError, ProviderError, error_for_status
 from ails.local.slots import SlotGate
+from ails.local.speed import speed_of
 from ails.types import Chunk, text_chunk
 
 _decode = msgspec.json.Decoder(Chunk).decode
@@ -58,14 +59,17 @@ class Generation:
     __slots__ = (
         "body",
         "done",
+        "first",
         "gate",
         "items",
+        "last",
         "loop",
         "model",
         "server",
         "stop",
         "text",
         "thread",
+        "tokens",
         "waiter",
     )
 
@@ -94,6 +98,10 @@ class Generation:
         #: Read by the runtime thread at every token; a bool store is atomic.
         self.stop = False
         self.thread = threading.Thread(target=self._run, name="ails-local-generate", daemon=True)
+        #: The decode, for its speed (local/speed.py): when the first and the
+        #: last chunk came (perf_counter), and the tokens the usage reported.
+        self.first = self.last = 0.0
+        self.tokens = 0
 
     # -- the slot (any thread) ---------------------------------------------------
 
@@ -124,6 +132,7 @@ class Generation:
         finally:
             ACTIVE.discard(self)
             if self.gate is not None:
+                speed_of(self.gate).add(self.tokens - 1, self.last - self.first)
                 self.gate.release()
             self._post(END)
 
@@ -141,6 +150,11 @@ class Generation:
             if self.model is not None:
                 chunk.model = self.model
             item = chunk
+            self.last = time.perf_counter()
+            if not self.first:
+                self.first = self.last
+            if chunk.usage is not None:
+                self.tokens = chunk.usage.completion_tokens
         try:
             self.loop.call_soon_threadsafe(self._deliver, item)
         except RuntimeError:  # the loop is closed: nobody will read this answer

@@ -33,6 +33,7 @@ from ails.local.fit import check_fit, count_chat, count_text
 from ails.local.params import plan_request
 from ails.local.runtime import Runtime, Settings, _env_int, get_runtime, loaded
 from ails.local.slots import DEFAULT_MAX_QUEUE, QueueSnapshot
+from ails.local.speed import speed_of
 from ails.local.text_params import plan_text
 from ails.providers.base import ChunkStream, Provider, QueueWait, Reply, Timeouts, TokenCount
 from ails.types import Chunk, completion_from_chunks
@@ -103,6 +104,12 @@ class LocalProvider(Provider):
         if runtime is None:
             return QueueSnapshot(busy=0, slots=self._settings.resolved().parallel or 1, queued=0)
         return runtime.gate.snapshot()
+
+    def decode_speed(self) -> float:
+        """Tokens per second one answer sees, over the last generations
+        (local/speed.py); 0 before the model is loaded or has decoded."""
+        runtime = loaded(self._settings)
+        return 0.0 if runtime is None else speed_of(runtime.gate).tokens_per_second()
 
     async def load(self) -> Runtime:
         """Load the model now (the first ``connect`` otherwise does): joins and

@@ -90,15 +90,21 @@ class AdmissionPipeline:
             caller = head if head is not None else self.auth.identify(request)  # 401
             request["caller"] = caller
         model, stream, include_usage = validate(body)
-        record = current_record()
-        if record is not None:  # for the metrics and the access log
-            record.model = model
         signed_caller = self.auth.verify_signed(request, body) if signed else None
         if signed_caller is not None:
             caller = signed_caller.caller
             request["caller"] = caller
-        if not self.router.serves(model) and not await self.router.knows(model):
-            raise self.router.not_served(model)  # 404, or 503 while a list is missing
+        record = current_record()
+        if record is not None:  # for the metrics and the access log
+            record.model = model
+            record.caller = caller
+        served = self.router.served_name(model)  # serves(model), and the metrics' label
+        if served is None:
+            if not await self.router.knows(model):
+                raise self.router.not_served(model)  # 404, or 503 while a list is missing
+            served = self.router.served_name(model)
+        if record is not None:
+            record.label = served
         # Charged only now that the request can be served (an anonymous signed
         # caller's quota), and given back if the backend fails before any output.
         refund = await self.auth.admit_signed(signed_caller) if signed_caller else None

@@ -40,7 +40,7 @@ from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openai_routes import OpenAIRoutes
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, UsageMeter, answer_tokens, ask_for_usage
-from ails.server.records import RequestRecord, record_middleware, record_of
+from ails.server.records import RequestRecord, current_record
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
@@ -168,7 +168,7 @@ class Gateway:
         if reply.queue_ms is not None:  # how long it waited for a busy model
             headers[QUEUE_MS_HEADER] = str(reply.queue_ms)
         answer = reply.raw
-        record = record_of(request)
+        record = current_record()
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
             if record is not None:
@@ -262,7 +262,7 @@ class Gateway:
             try:
                 await resp.prepare(request)
                 nothing = await self._pump(
-                    resp, stream, include_usage, rid, meter, model, encode, record_of(request)
+                    resp, stream, include_usage, rid, meter, model, encode, current_record()
                 )
                 if nothing and refund is not None:  # failed before any output
                     await refund()
@@ -400,15 +400,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
-    app = web.Application(
-        client_max_size=gateway.max_body_bytes,
-        middlewares=[request_middleware(gateway.security)],
-    )
-    app[GATEWAY] = gateway
     metrics = gateway.metrics
-    if metrics is not None or gateway.record_requests:
-        # Outside the error middleware: it sees every final status.
-        app.middlewares.insert(0, record_middleware(metrics.finish if metrics else None))
+    middleware = request_middleware(
+        gateway.security,
+        record=metrics is not None or gateway.record_requests,
+        finish=metrics.finish if metrics is not None else None,
+        keep_record=gateway.record_requests,  # the JSON access line reads it
+    )
+    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[middleware])
+    app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post("/v1/chat/completions", gateway.chat)
     OpenAIRoutes(gateway).add_to(app)  # /v1/completions, /v1/embeddings

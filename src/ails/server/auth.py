@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from aiohttp import web
@@ -77,10 +78,11 @@ class Caller:
     #: The key's ``[keys.NAME]`` name, when it has one.
     name: str | None = None
 
-    @property
+    @cached_property
     def key_id(self) -> str | None:
         """The key as logs and metrics name it, never the key: its
-        ``[keys.NAME]`` name, else the first 8 hex digits of its SHA-256."""
+        ``[keys.NAME]`` name, else the first 8 hex digits of its SHA-256
+        (worked out once: a configured key's Caller is made once)."""
         if self.key_digest is None:
             return None
         return self.name or self.key_digest.hex()[:8]
@@ -118,6 +120,8 @@ class Authenticator:
         self._digests = [_digest(k) for k in dict.fromkeys(api_keys) if k]
         #: digest -> the key's ``[keys.NAME]`` name (the id logs and metrics show).
         self._names = {_digest(k): name for k, name in (key_names or {}).items() if k}
+        #: digest -> its Caller, made once (every request names one of these keys).
+        self._callers = {d: Caller(key_digest=d, name=self._names.get(d)) for d in self._digests}
         self.allow_signed = allow_signed
         self.window_ms = window_ms
         self.store = store
@@ -142,7 +146,8 @@ class Authenticator:
         return presented if ok else None
 
     def _keyed(self, digest: bytes) -> Caller:
-        return Caller(key_digest=digest, name=self._names.get(digest))
+        caller = self._callers.get(digest)
+        return caller if caller is not None else Caller(digest, name=self._names.get(digest))
 
     def key_valid(self, authorization: str | None) -> bool:
         return self.matching_key(authorization) is not None

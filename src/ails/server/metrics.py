@@ -19,6 +19,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,7 +33,7 @@ from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderErr
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import BackendRecorder, RequestRecord, current_record, endpoint_of
+from ails.server.records import CURRENT, BackendRecorder, RequestRecord, endpoint_of
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -100,9 +101,10 @@ class GatewayMetrics:
     What every request touches is counted in plain ints and lists here (a
     dict lookup and an add each; prometheus_client's own counters take a lock
     and check their type per ``inc``, which measured as a third of the
-    metrics' cost per request); :mod:`ails.server.metrics_export` turns them
-    into metric families when scraped. Rare events (failures, retries,
-    refusals) use the library's counters directly.
+    metrics' cost per request), streams without usage too (most clients do
+    not ask for it); :mod:`ails.server.metrics_export` turns them into metric
+    families when scraped. Rare events (failures, retries, refusals) use the
+    library's counters directly.
     """
 
     def __init__(self, gateway: Gateway, *, key: str | None = None) -> None:
@@ -113,13 +115,16 @@ class GatewayMetrics:
         self.streams = 0
         #: (route template, model label) -> its counts.
         self.series: dict[tuple[str, str], Series] = {}
-        #: label -> [prompt, completion], by model, key id and backend.
-        self.model_tokens: dict[str, list[int]] = {}
-        self.key_tokens: dict[str, list[int]] = {}
-        self.backend_tokens: dict[str, list[int]] = {}
+        #: (model label, key id, backend) -> [prompt, completion]: one count per
+        #: request, summed by each of the three when scraped.
+        self.tokens: dict[tuple[str, str, str], list[int]] = {}
         #: backend -> calls (first tries and retries).
         self.attempts: dict[str, int] = {}
+        #: backend -> streams it answered without usage (most clients do not ask).
+        self.no_usage: dict[str, int] = {}
         self.state_up: str | None = None
+        #: route -> its template (the endpoint label), for the routes of the app.
+        self.endpoints: dict[AbstractRoute, str] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.failures = Counter(
@@ -138,13 +143,6 @@ class GatewayMetrics:
             "ails_upstream_fallbacks",
             "Times a backend was given up for the next one (its last failure's code).",
             ["backend", "code"],
-            registry=reg,
-        )
-        self.no_usage = Counter(
-            "ails_streams_without_usage",
-            "Streams whose backend reported no usage, so their tokens are not counted "
-            "(an upstream reports it when the client asks, stream_options.include_usage).",
-            ["backend"],
             registry=reg,
         )
         self.refusals = Counter(
@@ -176,32 +174,41 @@ class GatewayMetrics:
     # -- per request ---------------------------------------------------------------
 
     def finish(self, request: web.Request, status: int, record: RequestRecord, now: float) -> None:
-        """A request is over: count it (the record middleware's ``finish``)."""
-        model = record.model
-        label = self.gateway.router.served_name(model) if model is not None else None
-        key = (endpoint_of(request), label or "other")
+        """A request is over: count it (the gateway's middleware calls this).
+        Inline, not in helpers: it runs once per request."""
+        label = record.label or "other"
+        route = request.match_info.route
+        endpoint = self.endpoints.get(route)
+        if endpoint is None:  # endpoint_of(request), once per route
+            endpoint = endpoint_of(request)
+            if route.resource is not None:  # not aiohttp's one-off routes of 404s
+                self.endpoints[route] = endpoint
+        key = (endpoint, label)
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = Series()
         series.statuses[status // 100 if 0 < status < 600 else 0] += 1
-        series.duration.observe(now - record.start)
-        series.first_byte.observe((record.first or now) - record.start)
+        seconds = now - record.start
+        latency = series.duration
+        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
+        seconds = (record.first or now) - record.start
+        latency = series.first_byte
+        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
         prompt, completion = record.prompt_tokens, record.completion_tokens
         if prompt or completion:
-            caller = request.get("caller")
+            caller = record.caller
             key_id = "none" if caller is None else caller.key_id or caller.label()
-            for table, name in (
-                (self.model_tokens, key[1]),
-                (self.key_tokens, key_id),
-                (self.backend_tokens, record.backend or "none"),
-            ):
-                tokens = table.get(name)
-                if tokens is None:
-                    tokens = table[name] = [0, 0]
-                tokens[0] += prompt
-                tokens[1] += completion
+            where = (label, key_id, record.backend or "none")
+            tokens = self.tokens.get(where)
+            if tokens is None:
+                tokens = self.tokens[where] = [0, 0]
+            tokens[0] += prompt
+            tokens[1] += completion
         elif record.streamed:
-            self.no_usage.labels(record.backend or "none").inc()
+            backend = record.backend or "none"
+            self.no_usage[backend] = self.no_usage.get(backend, 0) + 1
         if record.error in REFUSALS:
             self.refusals.labels(record.error).inc()
 
@@ -250,7 +257,7 @@ class _Events(BackendRecorder):
         self.metrics = metrics
 
     def attempt(self, provider: Provider, model: str) -> None:
-        record = current_record()  # BackendRecorder's, inline: it runs per call
+        record = CURRENT.get()  # BackendRecorder's, inline: it runs per call
         if record is not None:
             record.backend = provider.name
         attempts = self.metrics.attempts

@@ -56,6 +56,15 @@ class Exporter(Collector):
         for name, count in list(m.attempts.items()):
             attempts.add_metric([name], count)
         yield attempts
+        no_usage = CounterMetricFamily(
+            "ails_streams_without_usage",
+            "Streams whose backend reported no usage, so their tokens are not counted "
+            "(an upstream reports it when the client asks, stream_options.include_usage).",
+            labels=["backend"],
+        )
+        for name, count in list(m.no_usage.items()):
+            no_usage.add_metric([name], count)
+        yield no_usage
         yield GaugeMetricFamily(
             "ails_streams_in_flight", "Streamed answers being written now.", value=m.streams
         )
@@ -80,7 +89,8 @@ class Exporter(Collector):
 
 
 def _local_slots(gateway: Gateway) -> Iterator[Metric]:
-    """The embedded model's slots, for each backend that can tell (``queue_snapshot``)."""
+    """The embedded model's slots and decode speed, for each backend that can
+    tell (``queue_snapshot``, ``decode_speed``)."""
     families = {
         "slots": GaugeMetricFamily(
             "ails_local_slots", "Requests the embedded model decodes at once.", labels=["backend"]
@@ -91,6 +101,13 @@ def _local_slots(gateway: Gateway) -> Iterator[Metric]:
         "queued": GaugeMetricFamily(
             "ails_local_queued", "Requests waiting for a slot.", labels=["backend"]
         ),
+        "speed": GaugeMetricFamily(
+            "ails_local_tokens_per_second",
+            "Decode speed one answer sees: tokens after each generation's first over the "
+            "seconds from its first to its last chunk, the last 16 generations together "
+            "(0 before one made two tokens).",
+            labels=["backend"],
+        ),
     }
     for backend in gateway.router.backends:
         snapshot = getattr(backend.provider, "queue_snapshot", None)
@@ -100,6 +117,8 @@ def _local_slots(gateway: Gateway) -> Iterator[Metric]:
         families["slots"].add_metric([backend.name], now.slots)
         families["busy"].add_metric([backend.name], now.busy)
         families["queued"].add_metric([backend.name], now.queued)
+        speed = getattr(backend.provider, "decode_speed", None)
+        families["speed"].add_metric([backend.name], speed() if speed is not None else 0.0)
     yield from families.values()
 
 
@@ -164,25 +183,36 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], latency: Latenc
 
 
 def _tokens(m: GatewayMetrics) -> Iterator[Metric]:
+    # Counted once per (model, key id, backend); summed here by each.
+    by: tuple[dict[str, list[int]], ...] = ({}, {}, {})
+    for labels, (prompt, completion) in list(m.tokens.items()):
+        for table, value in zip(by, labels, strict=True):
+            sums = table.get(value)
+            if sums is None:
+                sums = table[value] = [0, 0]
+            sums[0] += prompt
+            sums[1] += completion
     tokens = "Tokens the backends reported (usage), prompt and completion"
-    for name, label, help_text, table in (
-        ("ails_tokens", "model", f"{tokens}, by served model.", m.model_tokens),
+    for (name, label, help_text), table in zip(
         (
-            "ails_key_tokens",
-            "key_id",
-            f"{tokens}, by API key id ([keys.NAME] name, else 8 hex of its SHA-256; "
-            "open or signed without a key).",
-            m.key_tokens,
+            ("ails_tokens", "model", f"{tokens}, by served model."),
+            (
+                "ails_key_tokens",
+                "key_id",
+                f"{tokens}, by API key id ([keys.NAME] name, else 8 hex of its SHA-256; "
+                "open or signed without a key).",
+            ),
+            (
+                "ails_backend_tokens",
+                "backend",
+                f"{tokens}, by backend (rate(): tokens/s of the embedded model).",
+            ),
         ),
-        (
-            "ails_backend_tokens",
-            "backend",
-            f"{tokens}, by backend (rate(): tokens/s of the embedded model).",
-            m.backend_tokens,
-        ),
+        by,
+        strict=True,
     ):
         family = CounterMetricFamily(name, help_text, labels=[label, "kind"])
-        for value, (prompt, completion) in list(table.items()):
+        for value, (prompt, completion) in table.items():
             family.add_metric([value, "prompt"], prompt)
             family.add_metric([value, "completion"], completion)
         yield family

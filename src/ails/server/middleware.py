@@ -5,11 +5,13 @@ header or the body (keys live there)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 import msgspec
 from aiohttp import web
@@ -20,7 +22,7 @@ from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
 from ails.server.logsink import access_sink
-from ails.server.records import note_refusal
+from ails.server.records import CURRENT, RECORD, Finish, RequestRecord
 from ails.server.security import SecurityPolicy, screen
 
 log = logging.getLogger("ails.server")
@@ -81,13 +83,23 @@ def _endpoints(app: web.Application) -> list[str]:
     return list(seen)
 
 
-def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
+def request_middleware(
+    policy: SecurityPolicy | None = None,
+    *,
+    record: bool = False,
+    finish: Finish | None = None,
+    keep_record: bool = False,
+) -> Middleware:
     """The gateway's one middleware (one layer, not one per concern: each
     layer is a coroutine and a wrapper per request). In order: the guarded
     connection is told that the head has arrived (deadlines, server/connections.py);
-    a request id; one ``Authorization`` header at most; the ``Host`` and CORS
-    checks of ``policy`` (server/security.py); then the handler, with every
-    refusal turned into the dialect's error JSON and never a traceback."""
+    a request id; with ``record``, the request's :class:`RequestRecord`
+    (server/records.py: the running task's, and ``request[RECORD]`` too with
+    ``keep_record``, for the JSON access line written after the answer); one
+    ``Authorization`` header at most; the ``Host`` and CORS checks of
+    ``policy`` (server/security.py); then the handler, with every refusal
+    turned into the dialect's error JSON and never a traceback; last, the
+    record with the final status to ``finish`` (the metrics)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -97,6 +109,12 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
             # far less than uuid4 (a system call for 16 random bytes) per request.
             rid = f"{_RID_PREFIX}{next(_rid_counter):012x}"
         request["rid"] = rid
+        rec: RequestRecord | None = None
+        if record:
+            rec = RequestRecord(perf_counter())
+            if keep_record:
+                request[RECORD] = rec
+            token = CURRENT.set(rec)
         conn = guarded(request)
         if conn is not None:
             conn.request_started(request)
@@ -111,20 +129,38 @@ def request_middleware(policy: SecurityPolicy | None = None) -> Middleware:
             early = screen(policy, request) if policy is not None else None
             resp = early if early is not None else await handler(request)
         except GatewayError as err:
-            note_refusal(err)
-            return _refusal(err, request, rid)
+            if rec is not None:  # the metrics count some refusals by their code
+                rec.error = err.code
+            resp = _refusal(err, request, rid)
         except web.HTTPException as exc:
-            if exc.status < 400:
+            if exc.status < 400:  # a redirect: aiohttp sends it
+                if rec is not None:
+                    CURRENT.reset(token)
+                    if finish is not None:
+                        finish(request, exc.status, rec, perf_counter())
                 raise
-            return _refusal(_http_error(exc, request), request, rid)
+            resp = _refusal(_http_error(exc, request), request, rid)
+        except asyncio.CancelledError:
+            if rec is not None:
+                CURRENT.reset(token)
+                if finish is not None:  # the client went away: nginx's 499
+                    finish(request, 499, rec, perf_counter())
+            raise
         except Exception:
             # Never a traceback to the client: the log has it, under the request id.
             log.exception("request %s: unexpected error", rid)
             bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
-            return _refusal(bug, request, rid)
+            resp = _refusal(bug, request, rid)
         finally:
             if conn is not None:
                 conn.request_ended(request)
+        if rec is not None:
+            CURRENT.reset(token)
+            now = perf_counter()
+            if not rec.first:
+                rec.first = now  # a whole answer: its body goes out now
+            if finish is not None:
+                finish(request, resp.status, rec, now)
         if not resp.prepared:
             resp.headers["x-request-id"] = rid
         return resp

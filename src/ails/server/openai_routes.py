@@ -20,7 +20,7 @@ from ails.errors import AilsError
 from ails.providers.base import ChunkStream, Provider, Reply
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import answer_tokens, ask_for_usage
-from ails.server.records import record_of
+from ails.server.records import current_record
 from ails.server.validation import cap_tokens, refuse_signed, validate_completions
 from ails.wire import text_chunk_json, text_completion_json
 
@@ -69,7 +69,7 @@ class OpenAIRoutes:
             if limits is not None and limits.counts_tokens:
                 limits.charge(answer_tokens(answer, prompt))
                 admitted.headers.update(limits.headers())
-            record = record_of(request)
+            record = current_record()
             if record is not None:
                 record.answer(answer)
             return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)
@@ -108,7 +108,7 @@ class OpenAIRoutes:
             answer = await self.gateway.router.run(admitted.model, attempt)
         except AilsError as exc:
             raise await self._failed(exc, admitted) from None
-        record = record_of(request)
+        record = current_record()
         if record is not None:
             record.answer(answer)  # the prompt's tokens
         return web.Response(body=answer, content_type=JSON_TYPE, headers=admitted.headers)

@@ -2,21 +2,20 @@
 access log: which backend answered, the tokens it reported, when the first
 byte of the answer went out.
 
-A :class:`RequestRecord` is made by :func:`record_middleware` (installed only
-when metrics or the JSON access log want it) and kept in ``request[RECORD]``.
-The handlers fill in what only they know (tokens, the first streamed byte);
-the router reports the backend it tries through :class:`BackendRecorder`,
-which finds the request's record in a context variable (the router knows no
-request). Nothing here formats or counts: the metrics
+A :class:`RequestRecord` is made by the gateway's one middleware
+(server/middleware.py, only when metrics or the JSON access log want it) and
+kept in a context variable, :data:`CURRENT`, for the task serving the request
+(and in ``request[RECORD]`` for the JSON access line, written after the
+answer). The handlers fill in what only they know (tokens, the first streamed
+byte); the router reports the backend it tries through
+:class:`BackendRecorder` (the router knows no request). Nothing here formats or counts: the metrics
 (:mod:`ails.server.metrics`) and the access log (:mod:`ails.server.logformat`)
 read the record when the request is over.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import perf_counter
 
@@ -26,14 +25,14 @@ from aiohttp import web
 from ails.errors import AilsError
 from ails.providers.base import Provider
 from ails.router import RouterEvents
+from ails.server.auth import Caller
 from ails.types import Chunk, Usage
 
-#: Where a request keeps its record (``request[RECORD]``).
+#: Where a request keeps its record for the JSON access line (``request[RECORD]``).
 RECORD = "ails.record"
-#: The record of the request the running task serves.
-_current: ContextVar[RequestRecord | None] = ContextVar("ails_request_record", default=None)
+#: The record of the request the running task serves (None: not recorded).
+CURRENT: ContextVar[RequestRecord | None] = ContextVar("ails_request_record", default=None)
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Called once a request is over: ``(request, status, record, now)``.
 Finish = Callable[[web.Request, int, "RequestRecord", float], None]
 
@@ -51,9 +50,11 @@ class RequestRecord:
 
     __slots__ = (
         "backend",
+        "caller",
         "completion_tokens",
         "error",
         "first",
+        "label",
         "model",
         "prompt_tokens",
         "start",
@@ -71,6 +72,10 @@ class RequestRecord:
         self.completion_tokens = 0
         #: The model the request named (as the client wrote it), once admitted.
         self.model: str | None = None
+        #: Who called, once admitted.
+        self.caller: Caller | None = None
+        #: The served name of ``model`` (the metrics' label), once admitted.
+        self.label: str | None = None
         #: The code of the refusal it got (``rate_limit_exceeded``...), if any.
         self.error: str | None = None
         #: The answer was a stream from a backend.
@@ -82,10 +87,29 @@ class RequestRecord:
             self.completion_tokens = usage.completion_tokens
 
     def answer(self, raw: bytes) -> None:
-        """The tokens of a whole answer's bytes (its ``usage``, if any)."""
-        # Not ours to judge here: the client gets the bytes as they are.
-        with contextlib.suppress(msgspec.DecodeError):
-            self.usage(_decode_usage(raw).usage)
+        """The tokens of a whole answer's bytes (its ``usage``, if any).
+
+        OpenAI's answers end with ``usage`` (after the choices, which are
+        most of the bytes), so the object is read from that key on: ``{`` and
+        the tail are the whole object's top-level fields from there when the
+        key is the top level's (a ``"`` inside a string is escaped, so
+        ``"usage":`` unescaped is a key). A nested one leaves braces over, a
+        decode error; then, or without the key, the whole answer is read."""
+        usage: Usage | None = None
+        at = raw.rfind(b'"usage":')
+        try:
+            if at > 0:
+                try:
+                    usage = _decode_usage(b"{" + raw[at:]).usage
+                except msgspec.DecodeError:
+                    usage = _decode_usage(raw).usage
+            else:
+                usage = _decode_usage(raw).usage
+        except msgspec.DecodeError:  # not ours to judge: the client gets the bytes as they are
+            return
+        if usage is not None:
+            self.prompt_tokens = usage.prompt_tokens
+            self.completion_tokens = usage.completion_tokens
 
     def batch(self, batch: list[Chunk]) -> None:
         """A streamed batch: usage rides on the last chunk of a stream (and a
@@ -104,58 +128,21 @@ class RequestRecord:
 
 def current_record() -> RequestRecord | None:
     """The record of the request this task is serving (None: not recorded)."""
-    return _current.get()
+    return CURRENT.get()
 
 
 def note_refusal(err: Exception) -> None:
     """Keep a refusal's code on the request's record (the metrics count some)."""
-    record = _current.get()
+    record = CURRENT.get()
     if record is not None:
         record.error = getattr(err, "code", None)
-
-
-def record_of(request: web.BaseRequest) -> RequestRecord | None:
-    record: RequestRecord | None = request.get(RECORD)
-    return record
-
-
-def record_middleware(finish: Finish | None) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """A middleware that gives each request a record, and hands it to
-    ``finish`` (the metrics) when the handler is done. It must be outside the
-    one that turns errors into responses, so that it sees every final status."""
-
-    @web.middleware
-    async def record_request(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        record = RequestRecord(perf_counter())
-        request[RECORD] = record
-        token = _current.set(record)
-        try:
-            resp = await handler(request)
-        except asyncio.CancelledError:
-            if finish is not None:  # the client went away: nginx's 499
-                finish(request, 499, record, perf_counter())
-            raise
-        except web.HTTPException as exc:  # a redirect; errors are answers by now
-            if finish is not None:
-                finish(request, exc.status, record, perf_counter())
-            raise
-        finally:
-            _current.reset(token)
-        now = perf_counter()
-        if not record.first:
-            record.first = now  # a whole answer: its body goes out now
-        if finish is not None:
-            finish(request, resp.status, record, now)
-        return resp
-
-    return record_request
 
 
 class BackendRecorder(RouterEvents):
     """Notes on the running request's record which backend the router tries."""
 
     def attempt(self, provider: Provider, model: str) -> None:
-        record = _current.get()
+        record = CURRENT.get()
         if record is not None:
             record.backend = provider.name
 
@@ -194,6 +181,7 @@ def dialect_of(endpoint: str) -> str:
 
 
 __all__ = [
+    "CURRENT",
     "RECORD",
     "BackendRecorder",
     "Finish",
@@ -202,6 +190,4 @@ __all__ = [
     "dialect_of",
     "endpoint_of",
     "note_refusal",
-    "record_middleware",
-    "record_of",
 ]
