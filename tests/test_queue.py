@@ -6,6 +6,8 @@ before its first token in every dialect's stream, ``x-ails-queue-ms`` on a
 non-streamed answer, 503 ``queue_full`` with ``retry-after`` (529 on
 ``/v1/messages``) past ``--max-queue``, and the CLI's spinner says so too.
 Nothing here is timed: each step waits for what the one before produced.
+The last test uses the library: ``tool_choice: "auto"``'s call keeps its slot
+before a full line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import aiohttp
 import pexpect
 import pytest
 
+from ails.local.slots import QueueSnapshot
+from ails.providers.base import ChunkStream, QueueWait
+from ails.providers.local import LocalProvider
+from ails.types import Chunk
 from cli_helpers import AILS, clean_env
 from gateway_proc import Gateway
 
@@ -261,4 +267,53 @@ async def test_the_library_sees_its_place_and_can_leave_the_line() -> None:
     assert batches[0].waited is not None and batches[0].waited > 0
     assert any(c.choices and c.choices[0].delta.content for b in batches for c in b)
     assert await third.wait_closed(10)  # type: ignore[attr-defined]
+    assert provider.queue_snapshot() == QueueSnapshot(busy=0, slots=1, queued=0)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 40}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+async def test_auto_s_call_keeps_its_slot_before_a_full_line() -> None:
+    """One slot, ``max_queue`` 1: a request with ``tool_choice: "auto"`` has
+    the slot, another fills the line, then the model starts a call. Its
+    constrained generation takes the slot the free one gives back (a 503
+    ``queue_full`` before the fix, the line being full), and the one waiting
+    is served after it. In the library, so the call starts when the test
+    reads the answer, with the other request surely in line."""
+    provider = LocalProvider(n_ctx=1024, parallel=1, max_queue=1)
+    ask = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    tools = await provider.connect(
+        "default", ask, tools=[WEATHER], tool_choice="auto", temperature=0, seed=1, max_tokens=60
+    )
+    waiting = await provider.connect("default", SHORT, max_tokens=4)
+    assert provider.queue_snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    order: list[str] = []
+
+    async def read(stream: ChunkStream, name: str) -> list[list[Chunk]]:
+        batches = []
+        async for batch in stream:
+            if any(c.choices for c in batch) and name not in order:
+                order.append(name)  # its first chunk of the answer
+            batches.append(batch)
+        return batches
+
+    called, answered = await asyncio.gather(read(tools, "call"), read(waiting, "answer"))
+    deltas = [d for b in called for c in b for ch in c.choices for d in ch.delta.tool_calls or []]
+    assert deltas and deltas[0]["function"]["name"] == "get_weather"
+    assert [c.choices[0].finish_reason for b in called for c in b if c.choices][-1] == "tool_calls"
+    # The call waited for its own free generation only, not for the one in line.
+    assert [w.ahead for w in called if isinstance(w, QueueWait) and not w.started] == [1]
+    assert order == ["call", "answer"]
+    assert "".join(c.choices[0].delta.content or "" for b in answered for c in b if c.choices)
     assert provider.queue_snapshot() == QueueSnapshot(busy=0, slots=1, queued=0)

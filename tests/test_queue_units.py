@@ -1,17 +1,25 @@
 """The line in front of the embedded model's slots (local/slots.py), the
 ``: queued ahead=N`` comment (ails.wire), and the openai provider passing the
 comment up as a ``QueueWait`` batch, against a small real upstream that sends
-it. No model here: the gate is plain bookkeeping, checked step by step."""
+it. No model here: the gate is plain bookkeeping, checked step by step, and
+``auto``'s hand-over of its slot to its call runs real generations (threads,
+gate, streams) over a scripted runtime."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from aiohttp import web
 
+from ails.local.answer import open_answer
 from ails.local.choices import MergedChoices
+from ails.local.params import plan_request
+from ails.local.runtime import Runtime
 from ails.local.slots import QueueFull, QueueSnapshot, SlotGate, certainly_fits
 from ails.providers import registry
 from ails.providers.base import ChunkStream, QueueWait, Timeouts
@@ -185,3 +193,143 @@ async def test_n_choices_tell_the_first_choices_wait_once_before_any_chunk() -> 
     texts = sorted(c.choices[0].delta.content or "" for b in out for c in b if c.choices)
     assert texts == ["a", "b", "x"]
     assert MergedChoices([Scripted([])]).queue_seconds == 0.0
+
+
+def test_a_follow_up_goes_first_and_is_never_refused() -> None:
+    """``first=True``: the second generation of a request already answered
+    (``auto``'s call) is placed before every request that waits, after the
+    follow-ups only, and not counted against ``max_queue``."""
+    gate = SlotGate(1)
+    free, b = FakeWaiter("free"), FakeWaiter("b")
+    assert gate.enter(free, max_queue=1, provider="local") is None
+    assert gate.enter(b, max_queue=1, provider="local") == 1  # the line is full now
+    call = FakeWaiter("call")
+    assert gate.enter(call, max_queue=1, provider="local", first=True) == 1  # only free ahead
+    assert b.places == [2]  # moved back by one: the call is before it
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=2)
+    with pytest.raises(QueueFull):  # the follow-up takes no place of the line's limit
+        gate.enter(FakeWaiter("c"), max_queue=1, provider="local")
+    second = FakeWaiter("second")  # another request's follow-up: behind the first one
+    assert gate.enter(second, max_queue=1, provider="local", first=True) == 2
+    assert b.places == [2, 3]
+    assert gate.withdraw(second) and b.places == [2, 3, 2]
+    gate.release()  # the free generation stopped: its slot goes to the call
+    assert (call.offered, b.offered) == (1, 0) and b.places[-1] == 1
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    assert gate.enter(FakeWaiter("d"), max_queue=2, provider="local") == 2  # counts b only
+    gate.release()
+    assert b.offered == 1
+    # A free slot is taken at once, the line notwithstanding.
+    idle = SlotGate(2)
+    idle.enter(FakeWaiter("x"), max_queue=1, provider="local")
+    assert idle.enter(FakeWaiter("y"), max_queue=1, provider="local", first=True) is None
+
+
+def test_a_follow_up_that_leaves_the_line_gives_its_turn_on() -> None:
+    gate = SlotGate(1)
+    gate.enter(FakeWaiter("free"), max_queue=1, provider="local")
+    b = FakeWaiter("b")
+    gate.enter(b, max_queue=1, provider="local")
+    gone = FakeWaiter("call", wants=False)  # cancelled while it waited, unseen by the gate
+    gate.enter(gone, max_queue=1, provider="local", first=True)
+    gate.release()
+    assert (gone.offered, b.offered) == (1, 1)
+    assert gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=0)
+    # Past the follow-up, the line's limit is the usual one again.
+    gate.enter(FakeWaiter("c"), max_queue=1, provider="local")
+    with pytest.raises(QueueFull):
+        gate.enter(FakeWaiter("d"), max_queue=1, provider="local")
+
+
+class ScriptedRuntime:
+    """The runtime's ``Server`` for one slot, without a model: the free
+    generation of a request with tools starts a call and goes on until it is
+    stopped, then leaves once ``leave`` is set; the constrained one writes the
+    call; any other answers "hi". ``entered`` is the order they ran in."""
+
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.leave = threading.Event()
+
+    def handle_chat_completions(self, body: bytes, send: Callable[[bytes], bool]) -> None:
+        request = json.loads(body)
+        kind = "call" if "response_format" in request else "free" if "tools" in request else "plain"
+        self.entered.append(kind)
+        if kind == "free":
+            stopped = send(_wire('{"name"'))
+            for _ in range(5000):  # a bound, should nothing stop it
+                if stopped:
+                    break
+                time.sleep(0.002)
+                stopped = send(_wire(" "))
+            self.leave.wait(30)
+            return
+        text = '{"name": "get_weather", "arguments": {"city": "Paris"}}' if kind == "call" else "hi"
+        send(_wire(text))
+        send(_wire("", finish="stop"))
+
+
+def _wire(text: str, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+    return json.dumps({"id": "c", "created": 1, "model": "m", "choices": [choice]}).encode()
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+
+
+async def _open(runtime: Runtime, **params: object) -> ChunkStream:
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    plan = plan_request(messages, {"stream": True, **params}, slots=1)
+    timeouts = Timeouts(connect=5, idle=30, total=60)
+    return await open_answer(
+        runtime, plan, model="m", provider="local", timeouts=timeouts, max_queue=1
+    )
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[Runtime, ScriptedRuntime]]:
+    server = ScriptedRuntime()
+    runtime = Runtime(server, None, threads=1, n_ctx=4096, parallel=1, load_seconds=0.0)  # type: ignore[arg-type]
+    yield runtime, server
+    server.leave.set()
+
+
+async def test_auto_s_call_keeps_the_slot_ahead_of_a_full_line(
+    scripted: tuple[Runtime, ScriptedRuntime],
+) -> None:
+    runtime, server = scripted
+    server.leave.set()
+    tools = await _open(runtime, tools=[WEATHER], tool_choice="auto")  # has the slot
+    plain = await _open(runtime)  # waits; the line (max_queue 1) is full
+    assert runtime.gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    out = [batch async for batch in tools]  # the call starts now: no QueueFull
+    calls = [d for b in out for c in b for ch in c.choices for d in ch.delta.tool_calls or []]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert [c.choices[0].finish_reason for b in out for c in b if c.choices][-1] == "tool_calls"
+    text = "".join(c.choices[0].delta.content or "" for b in [b async for b in plain] for c in b)
+    assert text == "hi"
+    assert server.entered == ["free", "call", "plain"]  # the call before the one waiting
+    assert runtime.gate.snapshot() == QueueSnapshot(busy=0, slots=1, queued=0)
+
+
+async def test_a_client_gone_while_its_call_waits_frees_the_slot(
+    scripted: tuple[Runtime, ScriptedRuntime],
+) -> None:
+    runtime, server = scripted
+    tools = await _open(runtime, tools=[WEATHER], tool_choice="auto")
+    plain = await _open(runtime)
+    first = await tools.__anext__()  # the call waits for the free generation's slot
+    assert isinstance(first, QueueWait) and first.ahead == 1
+    assert runtime.gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=2)
+    reading = asyncio.ensure_future(tools.__anext__())
+    await asyncio.sleep(0)
+    assert not reading.done()  # the read waits for the slot
+    reading.cancel()  # the client went away, as a gateway cancels its task
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert runtime.gate.snapshot() == QueueSnapshot(busy=1, slots=1, queued=1)
+    server.leave.set()  # the free generation leaves the runtime: the slot goes to plain
+    text = "".join(c.choices[0].delta.content or "" for b in [b async for b in plain] for c in b)
+    assert text == "hi" and server.entered == ["free", "plain"]
+    await tools.aclose()
+    assert runtime.gate.snapshot() == QueueSnapshot(busy=0, slots=1, queued=0)

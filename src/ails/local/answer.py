@@ -49,7 +49,9 @@ async def open_answer(
     tokens = await count_chat(runtime.tokenizer, plan.body)
     fits = check_fit(tokens, runtime.n_ctx, lambda: plan.choice_body(0), provider=provider)
 
-    async def generation(i: int, *, include_usage: bool = True, **extra: Any) -> LocalStream:
+    async def generation(
+        i: int, *, include_usage: bool = True, replaces: ChunkStream | None = None, **extra: Any
+    ) -> LocalStream:
         body = plan.choice_body(i, **extra)
         stream = LocalStream(
             runtime.server,
@@ -62,7 +64,11 @@ async def open_answer(
             max_queue=max_queue,
             announce=announce and fits,
         )
-        stream.start()
+        stream.start(first=replaces is not None)
+        if replaces is not None:
+            # Stopped only now that this one is first in line: the slot it
+            # gives back cannot go to a request behind (local/slots.py).
+            await replaces.aclose()
         try:
             await stream.wait_started()
         except BaseException:
@@ -80,9 +86,9 @@ async def open_answer(
             inner = await generation(i, response_format=json_schema_format(schema))
             return CallStream(inner, tools, combined=combined)
 
-        async def start_call() -> ChunkStream:
+        async def start_call(free: ChunkStream) -> ChunkStream:
             schema = json_schema_format(call_schema(tools))
-            return CallStream(await generation(i, response_format=schema), tools)
+            return CallStream(await generation(i, response_format=schema, replaces=free), tools)
 
         return AutoStream(await generation(i), start_call)
 

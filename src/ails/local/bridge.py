@@ -95,14 +95,16 @@ class LocalStream(ChunkStream):
         self.ahead = 0
         self.queue_seconds = 0.0
 
-    def start(self) -> None:
-        """Take a slot, or join the line for one (:class:`QueueFull` past its limit)."""
+    def start(self, *, first: bool = False) -> None:
+        """Take a slot, or join the line for one (:class:`QueueFull` past its limit);
+        ``first``: a request's follow-up generation, at the head of the line
+        (:meth:`SlotGate.enter`)."""
         gen = self._gen
         if gen.gate is None:
             ACTIVE.add(gen)
             gen.thread.start()
             return
-        ahead = gen.gate.enter(gen, max_queue=self._max_queue, provider=self.provider)
+        ahead = gen.gate.enter(gen, max_queue=self._max_queue, provider=self.provider, first=first)
         if ahead is None:  # a free slot: in at once
             ACTIVE.add(gen)
             gen.thread.start()

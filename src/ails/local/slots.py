@@ -9,6 +9,17 @@ come, first served, and each is told how many requests are ahead of it
 (``ahead``: those being answered plus those before it in the line) whenever
 that changes.
 
+A request may need a second generation: ``tool_choice: "auto"`` stops its
+free generation when the model starts a call and makes the call with a
+constrained one (local/tool_stream.py). That follow-up enters with
+``first=True``: it goes to the head of the line, before every request that
+waits, and is never refused for ``max_queue``, so the slot its first
+generation gives back comes back to it. It enters before that generation is
+stopped, so no one in the line can take the slot in between; only when the
+first generation had already ended by itself (its slot gone to the next in
+line) does the follow-up wait for another. A stream that started is thus
+neither refused midway (a 503 after its first bytes) nor sent to the back.
+
 One :class:`SlotGate` per loaded model, shared by every event loop of the
 process (the sync client's and a gateway's): its state is guarded by a
 thread lock, and a waiter hears about its turn through its own
@@ -82,28 +93,46 @@ class SlotGate:
         self.slots = slots
         self._busy = 0
         self._line: deque[Waiter] = deque()
+        #: The line's first ``_firsts`` waiters are follow-ups (``enter(first=True)``).
+        self._firsts = 0
         self._lock = threading.Lock()
 
     def snapshot(self) -> QueueSnapshot:
         with self._lock:
+            # Follow-ups count as queued: they wait, though never refused for it.
             return QueueSnapshot(busy=self._busy, slots=self.slots, queued=len(self._line))
 
     def has_free_slot(self) -> bool:
         return self._busy < self.slots
 
-    def enter(self, waiter: Waiter, *, max_queue: int, provider: str) -> int | None:
+    def enter(
+        self, waiter: Waiter, *, max_queue: int, provider: str, first: bool = False
+    ) -> int | None:
         """Take a free slot (``None``: the caller starts at once, and calls
         :meth:`release` when done) or join the line (the requests ahead;
         ``waiter.take_slot()`` is called at its turn). Raises
-        :class:`QueueFull` when ``max_queue`` requests already wait."""
+        :class:`QueueFull` when ``max_queue`` requests already wait.
+
+        ``first``: the follow-up generation of a request already answered,
+        placed after the other follow-ups only, and never refused (the
+        module's docstring)."""
         with self._lock:
-            if self._busy < self.slots and not self._line:
+            if self._busy < self.slots and (first or not self._line):
                 self._busy += 1
                 return None
-            if len(self._line) >= max_queue:
-                raise queue_full(provider, max_queue)
-            self._line.append(waiter)
-            return len(self._line) - 1 + self._busy
+            if not first:
+                if len(self._line) - self._firsts >= max_queue:
+                    raise queue_full(provider, max_queue)
+                self._line.append(waiter)
+                return len(self._line) - 1 + self._busy
+            index = self._firsts
+            self._line.insert(index, waiter)
+            self._firsts += 1
+            behind = list(self._line)[index + 1 :]
+            start = index + 1 + self._busy
+        for ahead, other in enumerate(behind, start=start):
+            other.moved(ahead)
+        return index + self._busy
 
     def withdraw(self, waiter: Waiter) -> bool:
         """Leave the line (the request went away while waiting); False if it
@@ -114,6 +143,8 @@ class SlotGate:
             except ValueError:
                 return False
             del self._line[index]
+            if index < self._firsts:
+                self._firsts -= 1
             behind = list(self._line)[index:]
             start = index + self._busy
         for ahead, other in enumerate(behind, start=start):
@@ -129,6 +160,7 @@ class SlotGate:
                     self._busy = max(0, self._busy - 1)
                     return
                 first = self._line.popleft()
+                self._firsts = max(0, self._firsts - 1)
                 behind = list(self._line)
                 busy = self._busy
             for ahead, other in enumerate(behind, start=busy):

@@ -11,7 +11,9 @@
   it comes; the start of a call (``{"name"``, maybe in a code fence or a
   ``<tool_call>`` tag) stops that generation and starts a constrained one,
   whose call always parses. The few tokens of the abandoned start are not
-  counted in ``usage``.
+  counted in ``usage``. ``start_call`` is handed the free generation and
+  stops it once the constrained one is first in line, so the request keeps
+  its slot (local/slots.py).
 
 Both pass a waiting generation's :class:`~ails.providers.base.QueueWait`
 batches on: nothing of the answer has gone out before them (``auto`` holds
@@ -94,7 +96,7 @@ def _content(chunk: Chunk, choice: ChunkChoice, text: str) -> Chunk:
 
 class AutoStream(ChunkStream):
     def __init__(
-        self, inner: ChunkStream, start_call: Callable[[], Awaitable[ChunkStream]]
+        self, inner: ChunkStream, start_call: Callable[[ChunkStream], Awaitable[ChunkStream]]
     ) -> None:
         self.inner = inner
         self._start_call = start_call
@@ -129,8 +131,11 @@ class AutoStream(ChunkStream):
                 self._decided = True
                 self._held = []
                 self._waited = queue_seconds(self.inner)
-                await self.inner.aclose()
-                self.inner = await self._start_call()
+                free = self.inner
+                try:
+                    self.inner = await self._start_call(free)
+                finally:
+                    await free.aclose()  # done already, unless starting the call failed
             elif decision is False or ended:
                 self._decided = True
                 return self._release()
