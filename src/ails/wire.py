@@ -170,7 +170,11 @@ def _as_read(frames: bytes, batch: list[Chunk], include_usage: bool) -> bool:
     usage-only chunk to leave out."""
     if frames.count(b"data: ") != len(batch):
         return False
-    return include_usage or all(chunk.usage is None or chunk.choices for chunk in batch)
+    if not include_usage:
+        for chunk in batch:  # a loop, not all(): this runs for every read
+            if chunk.usage is not None and not chunk.choices:
+                return False
+    return True
 
 
 def named_events(events: Iterable[tuple[str, Any]]) -> bytes:

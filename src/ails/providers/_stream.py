@@ -54,6 +54,9 @@ class SSEChunkStream(ChunkStream):
 
     The deadlines run on one timer handle that re-arms itself, so the hot path
     only stores a timestamp per read with content: no ``wait_for`` per read.
+    It is armed lazily, before the first read that would wait or when a batch
+    that is not the last goes out: an answer whose whole body has arrived by
+    its first read (a short one) never needs it.
 
     The events are OpenAI chunks here; an upstream with events of its own
     (Anthropic's) subclasses this and overrides :meth:`_decode`, keeping the
@@ -69,6 +72,7 @@ class SSEChunkStream(ChunkStream):
     PLAIN_EVENTS = True
 
     __slots__ = (
+        "_armed",
         "_closed",
         "_decode_chunk",
         "_decoder",
@@ -115,7 +119,7 @@ class SSEChunkStream(ChunkStream):
         self._last_content = self._loop.time()
         self._total_deadline = started + timeouts.total if timeouts.total is not None else None
         self._handle: asyncio.TimerHandle | None = None
-        self._arm()
+        self._armed = False
 
     # -- deadlines -------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class SSEChunkStream(ChunkStream):
         return best
 
     def _arm(self) -> None:
+        self._armed = True
         deadline = self._deadline()
         if deadline is not None:
             self._handle = self._loop.call_at(deadline[0], self._on_timer)
@@ -168,7 +173,13 @@ class SSEChunkStream(ChunkStream):
         while True:
             self._reading = True
             try:
-                data = await content.readany()
+                if self._armed:
+                    data = await content.readany()
+                else:
+                    data = content.read_nowait()
+                    if not data:  # this read may wait: the deadlines start to count
+                        self._arm()
+                        data = await content.readany()
             except _Aborted:
                 await self.aclose()
                 raise self._timeout_error() from None
@@ -206,6 +217,8 @@ class SSEChunkStream(ChunkStream):
                 if self._decoder.comments:
                     wait = self._queue_wait()
                     if wait is not None and not events:
+                        if not self._armed:
+                            self._arm()
                         return wait
                 if not events:
                     continue  # keep-alive comments or a partial line: no content yet
@@ -226,6 +239,8 @@ class SSEChunkStream(ChunkStream):
                 if not batch:
                     raise StopAsyncIteration
             if batch:
+                if not self._armed and not self._done:
+                    self._arm()  # a slow consumer: the total limit still holds
                 return batch
 
     @property
