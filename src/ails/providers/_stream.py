@@ -274,8 +274,8 @@ class SSEChunkStream(ChunkStream):
         :meth:`_decode`, which finds the chunk at fault."""
         body = frames
         if frames.endswith(_DONE_FRAME) and (n == 1 or frames[-16:-14] == b"\n\n"):
-            body = frames[: -len(_DONE_FRAME)]
-            data = data[: -len(b",[DONE]")] if n > 1 else b""
+            body = frames[:-14]  # len(_DONE_FRAME)
+            data = data[:-7] if n > 1 else b""  # less ",[DONE]"
             n -= 1
         if self._decode_chunk is _decode_one and (body.isascii() or _is_utf8(body)):
             try:
@@ -284,16 +284,21 @@ class SSEChunkStream(ChunkStream):
                 chunks = None
             # One event that is two JSON values ("{},{}") is not one chunk.
             if chunks is not None and len(chunks) == n:
+                # Plain loops, not any() over generators: this runs for every read.
+                done = body is not frames
+                finished = self._finished or done  # after [DONE] nobody asks
                 for chunk in chunks:
                     if chunk.error is not None:
                         break
+                    if not finished:
+                        for choice in chunk.choices:
+                            if choice.finish_reason is not None:
+                                finished = True
                 else:
-                    if body is not frames:
+                    if done:
                         self._done = True
-                    elif not self._finished:
-                        self._finished = any(
-                            c.finish_reason is not None for chunk in chunks for c in chunk.choices
-                        )
+                    else:
+                        self._finished = finished
                     return Batch(chunks, frames=body), None
         texts = frames[6:-2].decode("utf-8", "replace").split("\n\ndata: ")
         return self._decode([Event(text) for text in texts])
