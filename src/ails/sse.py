@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LINE_BYTES = 1_048_576
+#: A plain read that completed no event.
+_NONE_YET = (b"", b"", 0)
 
 
 class Event:
@@ -139,6 +141,53 @@ class SSEDecoder:
             if lines[0][:1] == "\ufeff":
                 lines[0] = lines[0][1:]
         return self._process(lines)
+
+    def feed_plain(self, chunk: bytes, sep: bytes = b",") -> tuple[bytes, bytes, int] | None:
+        """Take one read if it is plain, else leave it for :meth:`feed`.
+
+        Plain: every event it completes is a single ``data: X`` line and a
+        blank line (an upstream's usual chunk), with no CR and nothing carried
+        over from an event not yet dispatched. Then this returns
+        ``(frames, data, n)``: those ``n`` events' bytes exactly as read
+        (``data: X\\n\\n`` each), and their data joined by ``sep`` (which
+        holds no line break; ``,`` makes JSON texts a JSON array's inside),
+        and keeps the rest of the read for the next one; ``n`` is 0 when no
+        event is complete yet. The events are the ones :meth:`feed` would have
+        made. ``None``: not plain, nothing taken; call :meth:`feed` with the
+        same read.
+
+        A few C-level byte operations on the whole read, not a loop per line.
+        """
+        if (
+            self._after_cr
+            or self._data
+            or self._event
+            or self._block_retry is not None
+            or b"\r" in chunk
+        ):
+            return None
+        buf = self._tail + chunk if self._tail else chunk
+        if self._at_start:
+            if buf[:3] == b"\xef\xbb\xbf" or len(buf) < 3:
+                return None  # a byte-order mark, or not known yet: feed() drops it
+            self._at_start = False
+        if len(buf) > self.max_line_bytes:
+            return None  # feed() checks the line limit
+        end = buf.rfind(b"\n\n") + 2
+        if end < 2:
+            self._tail = buf
+            return _NONE_YET
+        if buf[:6] != b"data: ":
+            return None
+        frames = buf[:end] if end < len(buf) else buf
+        # Every "\n\ndata: " is then a boundary, and a line break left over is
+        # a line of another kind, or an event of several lines: not plain.
+        data = frames[6:-2].replace(b"\n\ndata: ", sep)
+        if b"\n" in data:
+            return None
+        self._tail = buf[end:]
+        # Each event is its data and 8 bytes ("data: ", "\n\n"); sep between.
+        return frames, data, (len(frames) - len(data) - len(sep)) // (8 - len(sep))
 
     def _process(self, lines: list[str]) -> list[Event]:
         events: list[Event] = []

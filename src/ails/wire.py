@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from ails.providers.base import raw_texts
+from ails.providers.base import Batch, raw_texts
 from ails.types import Chunk, Completion
 
 #: The end of every stream.
@@ -155,10 +155,26 @@ def frame_batch(
     encode: ChunkEncoder = chunk_json,
 ) -> bytes:
     """The chunks of one read as ``data:`` events, for one write."""
+    frames = batch.frames if type(batch) is Batch else None
+    if frames is not None and _as_read(frames, batch, include_usage):
+        return frames
     parts = chunk_texts(batch, include_usage=include_usage, model=model, encode=encode)
     if not parts:
         return b""
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
+
+
+def _as_read(frames: bytes, batch: list[Chunk], include_usage: bool) -> bool:
+    """Whether a batch's frames as read are what :func:`chunk_texts` would
+    write: no ``data: `` inside a chunk's text (the naive client), and no
+    usage-only chunk to leave out."""
+    if frames.count(b"data: ") != len(batch):
+        return False
+    if not include_usage:
+        for chunk in batch:  # a loop, not all(): this runs for every read
+            if chunk.usage is not None and not chunk.choices:
+                return False
+    return True
 
 
 def named_events(events: Iterable[tuple[str, Any]]) -> bytes:

@@ -24,6 +24,10 @@ from ails.types import Chunk
 from ails.wire import queue_ahead
 
 _chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
+_decode_one = _chunk_decoder.decode
+_decode_all = msgspec.json.Decoder(list[Chunk], strict=False).decode
+#: The end marker as a plain event.
+_DONE_FRAME = b"data: [DONE]\n\n"
 
 _CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, OSError)
 
@@ -50,6 +54,9 @@ class SSEChunkStream(ChunkStream):
 
     The deadlines run on one timer handle that re-arms itself, so the hot path
     only stores a timestamp per read with content: no ``wait_for`` per read.
+    It is armed lazily, before the first read that would wait or when a batch
+    that is not the last goes out: an answer whose whole body has arrived by
+    its first read (a short one) never needs it.
 
     The events are OpenAI chunks here; an upstream with events of its own
     (Anthropic's) subclasses this and overrides :meth:`_decode`, keeping the
@@ -59,8 +66,13 @@ class SSEChunkStream(ChunkStream):
 
     #: What a complete stream ends with, for the truncation error.
     END_SIGNAL = "[DONE] or a finish_reason"
+    #: The events are OpenAI's bare ``data:`` lines, so a plain read (see
+    #: :meth:`ails.sse.SSEDecoder.feed_plain`) skips the line-by-line parse.
+    #: A subclass whose events are named (Anthropic's) sets False.
+    PLAIN_EVENTS = True
 
     __slots__ = (
+        "_armed",
         "_closed",
         "_decode_chunk",
         "_decoder",
@@ -92,7 +104,7 @@ class SSEChunkStream(ChunkStream):
         self.provider = provider
         #: One event's JSON into a chunk: chat chunks, or another endpoint's
         #: (a legacy text completion's, :func:`ails.types.text_chunk`).
-        self._decode_chunk = decode or _chunk_decoder.decode
+        self._decode_chunk = decode or _decode_one
         #: Comments are kept: ``: queued ahead=N`` (a gateway's busy model) is passed up.
         self._decoder = SSEDecoder(keep_comments=True)
         self._done = False
@@ -107,7 +119,7 @@ class SSEChunkStream(ChunkStream):
         self._last_content = self._loop.time()
         self._total_deadline = started + timeouts.total if timeouts.total is not None else None
         self._handle: asyncio.TimerHandle | None = None
-        self._arm()
+        self._armed = False
 
     # -- deadlines -------------------------------------------------------------
 
@@ -120,6 +132,7 @@ class SSEChunkStream(ChunkStream):
         return best
 
     def _arm(self) -> None:
+        self._armed = True
         deadline = self._deadline()
         if deadline is not None:
             self._handle = self._loop.call_at(deadline[0], self._on_timer)
@@ -160,7 +173,13 @@ class SSEChunkStream(ChunkStream):
         while True:
             self._reading = True
             try:
-                data = await content.readany()
+                if self._armed:
+                    data = await content.readany()
+                else:
+                    data = content.read_nowait()
+                    if not data:  # this read may wait: the deadlines start to count
+                        self._arm()
+                        data = await content.readany()
             except _Aborted:
                 await self.aclose()
                 raise self._timeout_error() from None
@@ -183,19 +202,27 @@ class SSEChunkStream(ChunkStream):
                     provider=self.provider,
                     code="stream_truncated",
                 )
-            try:
-                events = feed(data)
-            except ProtocolError as exc:
-                await self.aclose()
-                exc.provider = self.provider
-                raise
-            if self._decoder.comments:
-                wait = self._queue_wait()
-                if wait is not None and not events:
-                    return wait
-            if not events:
-                continue  # keep-alive comments or a partial line: no content yet
-            batch, error = self._decode(events)
+            plain = self._decoder.feed_plain(data) if self.PLAIN_EVENTS else None
+            if plain is not None:
+                if not plain[2]:
+                    continue  # a partial event: no content yet
+                batch, error = self._decode_frames(*plain)
+            else:
+                try:
+                    events = feed(data)
+                except ProtocolError as exc:
+                    await self.aclose()
+                    exc.provider = self.provider
+                    raise
+                if self._decoder.comments:
+                    wait = self._queue_wait()
+                    if wait is not None and not events:
+                        if not self._armed:
+                            self._arm()
+                        return wait
+                if not events:
+                    continue  # keep-alive comments or a partial line: no content yet
+                batch, error = self._decode(events)
             self.chunks_seen += len(batch)
             if error is not None:
                 # Chunks that came before the error in the same read are delivered
@@ -212,6 +239,8 @@ class SSEChunkStream(ChunkStream):
                 if not batch:
                     raise StopAsyncIteration
             if batch:
+                if not self._armed and not self._done:
+                    self._arm()  # a slow consumer: the total limit still holds
                 return batch
 
     @property
@@ -235,6 +264,44 @@ class SSEChunkStream(ChunkStream):
             return None
         self._last_content = self._loop.time()
         return QueueWait(ahead)
+
+    def _decode_frames(self, frames: bytes, data: bytes, n: int) -> tuple[Batch, AilsError | None]:
+        """The chunks of ``n`` plain events (:meth:`SSEDecoder.feed_plain`):
+        ``frames`` as read, ``data`` their texts joined by commas. Chat chunks
+        that are all well-formed, with no in-band error, are decoded in one
+        call (as one JSON array) and keep their frames, which a gateway
+        forwards as they are; anything else goes event by event through
+        :meth:`_decode`, which finds the chunk at fault."""
+        body = frames
+        if frames.endswith(_DONE_FRAME) and (n == 1 or frames[-16:-14] == b"\n\n"):
+            body = frames[:-14]  # len(_DONE_FRAME)
+            data = data[:-7] if n > 1 else b""  # less ",[DONE]"
+            n -= 1
+        if self._decode_chunk is _decode_one and (body.isascii() or _is_utf8(body)):
+            try:
+                chunks = _decode_all(b"[" + data + b"]")
+            except msgspec.DecodeError:
+                chunks = None
+            # One event that is two JSON values ("{},{}") is not one chunk.
+            if chunks is not None and len(chunks) == n:
+                # Plain loops, not any() over generators: this runs for every read.
+                done = body is not frames
+                finished = self._finished or done  # after [DONE] nobody asks
+                for chunk in chunks:
+                    if chunk.error is not None:
+                        break
+                    if not finished:
+                        for choice in chunk.choices:
+                            if choice.finish_reason is not None:
+                                finished = True
+                else:
+                    if done:
+                        self._done = True
+                    else:
+                        self._finished = finished
+                    return Batch(chunks, frames=body), None
+        texts = frames[6:-2].decode("utf-8", "replace").split("\n\ndata: ")
+        return self._decode([Event(text) for text in texts])
 
     def _decode(self, events: list[Event]) -> tuple[Batch, AilsError | None]:
         # Each chunk's text is kept beside it (it exists anyway: a reference,
@@ -281,6 +348,16 @@ class SSEChunkStream(ChunkStream):
             self._resp.release()
         else:
             self._resp.close()
+
+
+def _is_utf8(data: bytes) -> bool:
+    # An event's text is read as UTF-8 with U+FFFD for bad bytes; bytes
+    # forwarded as they came must say the same.
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _loads_or_text(text: str) -> Any:

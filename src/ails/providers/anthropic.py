@@ -54,6 +54,7 @@ class MessageEventStream(SSEChunkStream):
     __slots__ = ("_events",)
 
     END_SIGNAL = "message_stop"
+    PLAIN_EVENTS = False  # every event is named
 
     def __init__(
         self, resp: aiohttp.ClientResponse, *, provider: str, timeouts: Timeouts, started: float

@@ -62,13 +62,34 @@ class Batch(list[Chunk]):
     ``raw[i]`` is chunk ``i``'s text from the wire, or ``None`` when ails made
     the chunk (the embedded model). A stream may also yield a plain list, which
     means that no chunk in it has a text of its own.
+
+    ``frames``, when not ``None``, is the whole batch as the SSE bytes read,
+    ``data: TEXT\\n\\n`` for each chunk in order and nothing else (an
+    OpenAI-style upstream's usual read): a gateway can forward them in one
+    piece, and ``raw`` is cut from them only when asked for.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("_raw", "frames")
 
-    def __init__(self, chunks: Sequence[Chunk] = (), raw: Sequence[str | None] | None = None):
+    def __init__(
+        self,
+        chunks: Sequence[Chunk] = (),
+        raw: Sequence[str | None] | None = None,
+        *,
+        frames: bytes | None = None,
+    ):
         super().__init__(chunks)
-        self.raw: Sequence[str | None] = raw if raw is not None else (None,) * len(self)
+        self._raw = raw
+        self.frames = frames
+
+    @property
+    def raw(self) -> Sequence[str | None]:
+        raw = self._raw
+        if raw is None:
+            frames = self.frames
+            raw = frames[6:-2].decode().split("\n\ndata: ") if frames else (None,) * len(self)
+            self._raw = raw
+        return raw
 
 
 class QueueWait(Batch):
