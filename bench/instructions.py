@@ -80,6 +80,7 @@ def measure(target: str, upstream: str, args: argparse.Namespace) -> dict[str, f
         cmd += ["--upstream", upstream, "--api-key", KEY]
         if args.no_access_log:
             cmd.append("--no-access-log")
+        cmd += args.serve_arg
     log = Path(f"/tmp/ails-callgrind-{target}.log")
     proc = spawn(valgrind + cmd, log=log, env={"AILS_SERVE_LOOP": "uvloop"})
     url = f"http://127.0.0.1:{port}/v1"
@@ -120,6 +121,9 @@ def main() -> int:
     ap.add_argument("--targets", default="pt,gw", help="pt (the proxy), gw (ails serve)")
     ap.add_argument("--tests", default="rate,stream")
     ap.add_argument("--no-access-log", action="store_true", help="ails serve without it")
+    ap.add_argument(
+        "--serve-arg", action="append", default=[], help="one more argument to ails serve"
+    )
     ap.add_argument("--keep", metavar="DIR", help="keep the callgrind dumps there")
     args = ap.parse_args()
     if args.keep:
