@@ -55,6 +55,8 @@ def test_a_completion_passes_as_sent_and_decodes_on_demand() -> None:
     async def call(provider: OpenAIProvider) -> object:
         reply = await provider.reply("m", HELLO, temperature=None, stream_options=None)
         assert reply.raw == COMPLETION
+        # Read by the probe on its way (a gateway counts it without a second decode).
+        assert reply.usage is not None and reply.usage.total_tokens == 2
         return reply.completion.choices[0].message.content
 
     assert run(COMPLETION, call) == "yes"
@@ -89,3 +91,15 @@ def test_embeddings_need_a_data_array() -> None:
     with pytest.raises(ProtocolError) as info:
         run(b'{"object":"list","data":"none"}', lambda p: p.embed("e", {"input": "x"}))
     assert info.value.code == "invalid_embeddings"
+
+
+@pytest.mark.parametrize("usage", [b"null", b'"many"', b'{"prompt_tokens":"one"}'])
+def test_a_usage_that_is_not_one_is_none_and_the_answer_passes(usage: bytes) -> None:
+    answer = b'{"choices":[],"usage":' + usage + b"}"
+
+    async def call(provider: OpenAIProvider) -> object:
+        reply = await provider.reply("m", HELLO)
+        assert reply.raw == answer
+        return reply.usage
+
+    assert run(answer, call) is None

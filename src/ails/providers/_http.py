@@ -34,7 +34,7 @@ from ails.providers._stream import (
     in_band_error,
 )
 from ails.providers.base import Provider, Reply, Timeouts
-from ails.types import Chunk, Completion
+from ails.types import Chunk, Completion, Usage
 
 log = logging.getLogger("ails.http")
 
@@ -313,7 +313,7 @@ class HTTPProvider(Provider):
         coroutine less per request than :meth:`reply_json`)."""
         if not probe.has_choices:
             raise _not_a_completion(self.name, "no 'choices'")
-        return Reply(raw=raw, decode=self._decode_completion)
+        return Reply(raw=raw, decode=self._decode_completion, usage=probe.read_usage())
 
     def _decode_completion(self, data: bytes) -> Completion:
         try:
@@ -335,6 +335,17 @@ class _Probe(msgspec.Struct):
     error: Any = None
     choices: msgspec.Raw = _ABSENT
     data: msgspec.Raw = _ABSENT
+    usage: msgspec.Raw = _ABSENT
+
+    def read_usage(self) -> Usage | None:
+        """``usage``, or ``None`` when it is missing or not a usage object
+        (the answer is passed on all the same)."""
+        if not self.usage:
+            return None
+        try:
+            return _usage_decoder.decode(self.usage)
+        except msgspec.DecodeError:
+            return None
 
     @property
     def has_choices(self) -> bool:
@@ -352,6 +363,7 @@ def _is_array(raw: msgspec.Raw) -> bool:
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
+_usage_decoder: msgspec.json.Decoder[Usage | None] = msgspec.json.Decoder(Usage | None)
 
 
 def _not_a_completion(provider: str, why: str, kind: str = "chat.completion") -> ProtocolError:
