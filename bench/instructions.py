@@ -2,7 +2,7 @@
 by callgrind: a measure that a busy machine does not blur, for A/B of a change.
 
     .venv/bin/python bench/instructions.py [--n 500] [--clients 32] [--targets pt,gw]
-        [--no-access-log] [--tests rate,stream]
+        [--no-access-log] [--tests rate,stream] [--keep DIR]
 
 Each target runs under ``valgrind --tool=callgrind`` with instrumentation off;
 after a warm-up (150 requests) it is switched on for exactly ``--n`` requests
@@ -80,6 +80,7 @@ def measure(target: str, upstream: str, args: argparse.Namespace) -> dict[str, f
         cmd += ["--upstream", upstream, "--api-key", KEY]
         if args.no_access_log:
             cmd.append("--no-access-log")
+        cmd += args.serve_arg
     log = Path(f"/tmp/ails-callgrind-{target}.log")
     proc = spawn(valgrind + cmd, log=log, env={"AILS_SERVE_LOOP": "uvloop"})
     url = f"http://127.0.0.1:{port}/v1"
@@ -106,7 +107,10 @@ def measure(target: str, upstream: str, args: argparse.Namespace) -> dict[str, f
     finally:
         stop(proc, timeout=30)
         for f in glob.glob(f"{out}*"):
-            os.remove(f)
+            if args.keep:
+                os.replace(f, Path(args.keep) / f"{target}{Path(f).suffix}")
+            else:
+                os.remove(f)
     return result
 
 
@@ -117,7 +121,13 @@ def main() -> int:
     ap.add_argument("--targets", default="pt,gw", help="pt (the proxy), gw (ails serve)")
     ap.add_argument("--tests", default="rate,stream")
     ap.add_argument("--no-access-log", action="store_true", help="ails serve without it")
+    ap.add_argument(
+        "--serve-arg", action="append", default=[], help="one more argument to ails serve"
+    )
+    ap.add_argument("--keep", metavar="DIR", help="keep the callgrind dumps there")
     args = ap.parse_args()
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
     with mock_upstream_server(list(MODELS.values())) as mock:
         results = {t: measure(t, mock.url, args) for t in args.targets.split(",")}
     if "pt" in results and "gw" in results:

@@ -144,27 +144,35 @@ class Router:
         )
         return self.pool.get(provider_name), model_name
 
+    # Each ``attempt`` returns the provider's coroutine for ``run`` to await,
+    # rather than awaiting it in a coroutine of its own: one frame less on
+    # the request's path (a gateway pays it on every request).
+
     async def open_stream(self, request: ChatRequest) -> ChunkStream:
-        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> ChunkStream:
-            return await provider.connect(model, request.messages, **params)
+        def attempt(
+            provider: Provider, model: str, params: dict[str, Any]
+        ) -> Awaitable[ChunkStream]:
+            return provider.connect(model, request.messages, **params)
 
         return await self.run(request.model, attempt, params=_params_of(request))
 
     async def complete(self, request: ChatRequest) -> Completion:
-        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Completion:
+        def attempt(
+            provider: Provider, model: str, params: dict[str, Any]
+        ) -> Awaitable[Completion]:
             params.pop("stream", None)
             params.pop("stream_options", None)
-            return await provider.complete(model, request.messages, **params)
+            return provider.complete(model, request.messages, **params)
 
         return await self.run(request.model, attempt, params=_params_of(request))
 
     async def reply(self, request: ChatRequest) -> Reply:
         """A whole answer with its bytes as received (what a gateway passes on)."""
 
-        async def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Reply:
+        def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Awaitable[Reply]:
             params.pop("stream", None)
             params.pop("stream_options", None)
-            return await provider.reply(model, request.messages, **params)
+            return provider.reply(model, request.messages, **params)
 
         return await self.run(request.model, attempt, params=_params_of(request))
 

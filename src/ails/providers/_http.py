@@ -11,12 +11,9 @@ straight into :class:`ails.types.Chunk`.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -28,19 +25,18 @@ from ails.errors import (
     ProviderError,
     Timeout,
     UpstreamUnavailable,
-    error_for_status,
 )
+from ails.providers._deadline import Deadline, min_opt, within
+from ails.providers._errors import error_from_body, parse_retry_after
 from ails.providers._stream import (
     _CONNECTION_ERRORS,
     SSEChunkStream,
     in_band_error,
 )
 from ails.providers.base import Provider, Reply, Timeouts
-from ails.types import Chunk, Completion
+from ails.types import Chunk, Completion, Usage
 
 log = logging.getLogger("ails.http")
-
-T = TypeVar("T")
 
 #: An error body larger than this is cut: it is for a message, not a payload.
 MAX_ERROR_BODY = 64 * 1024
@@ -52,58 +48,6 @@ MAX_JSON_BODY = 32 * 1024 * 1024
 
 _completion_decoder = msgspec.json.Decoder(Completion, strict=False)
 _encode = msgspec.json.Encoder().encode
-
-
-def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
-
-
-def error_from_body(
-    status: int, raw: bytes, *, provider: str, retry_after: float | None = None
-) -> ProviderError:
-    """Keep the upstream's own message and body; fall back to the raw text."""
-    body: Any
-    message = ""
-    code = None
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        body = raw.decode("utf-8", "replace")
-        message = body.strip()[:500]
-    else:
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, dict):
-            message = str(err.get("message") or "")
-            code = err.get("code") if isinstance(err.get("code"), str) else None
-        elif isinstance(err, str):
-            message = err
-        elif isinstance(body, dict) and isinstance(body.get("message"), str):
-            message = body["message"]
-    if not message:
-        message = f"upstream answered HTTP {status}"
-    return error_for_status(
-        status, message, provider=provider, body=body, code=code, retry_after=retry_after
-    )
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -212,25 +156,27 @@ class HTTPProvider(Provider):
         headers = self.request_headers()
         headers.setdefault("content-type", "application/json")
         started = asyncio.get_running_loop().time()
-        first_byte_limit = (
-            _min_opt(self.timeouts.idle, self.timeouts.total) if streaming else self.timeouts.total
-        )
+        timeouts = self.timeouts
+        limit = min_opt(timeouts.idle, timeouts.total) if streaming else timeouts.total
+        # The deadline inline, not a coroutine around the call: one frame
+        # less on every resume of the request's task.
+        deadline = Deadline(limit) if limit is not None else None
         try:
-            resp = await _within(
-                self.session().post(url, data=_encode(body), headers=headers), first_byte_limit
-            )
+            resp = await self.session().post(url, data=_encode(body), headers=headers)
+        except asyncio.CancelledError:
+            if deadline is not None and deadline.expired():
+                raise Timeout(
+                    f"no response from {url} within {limit:g} s",
+                    kind="idle" if limit == timeouts.idle else "total",
+                    provider=self.name,
+                ) from None
+            raise
         except aiohttp.ServerTimeoutError as exc:  # aiohttp's own: the connect limit
             raise Timeout(
                 f"could not connect to {url} within {self.timeouts.connect} s",
                 kind="connect",
                 provider=self.name,
             ) from exc
-        except asyncio.TimeoutError:
-            raise Timeout(
-                f"no response from {url} within {first_byte_limit:g} s",
-                kind="idle" if first_byte_limit == self.timeouts.idle else "total",
-                provider=self.name,
-            ) from None
         except aiohttp.InvalidURL as exc:
             raise AilsError(f"invalid base_url for {self.name}: {url}") from exc
         except _CONNECTION_ERRORS as exc:
@@ -239,6 +185,9 @@ class HTTPProvider(Provider):
                 provider=self.name,
                 code=CONNECTION_FAILED,
             ) from exc
+        finally:
+            if deadline is not None:
+                deadline.cancel()
         if resp.status >= 400:
             try:
                 raw, _ = await read_limited(resp, MAX_ERROR_BODY)
@@ -318,9 +267,7 @@ class HTTPProvider(Provider):
         limit; an error status raised as :meth:`error_from_response` maps it."""
         url = f"{self.base_url}{path}"
         try:
-            status, raw, cut, retry_after = await _within(
-                self._get(url, query), self.timeouts.total
-            )
+            status, raw, cut, retry_after = await within(self._get(url, query), self.timeouts.total)
         except asyncio.TimeoutError:
             raise Timeout(
                 f"no answer from {url} within {self.timeouts.total:g} s",
@@ -358,29 +305,65 @@ class HTTPProvider(Provider):
         """POST for a whole ``chat.completion``; keep its bytes, decode the
         completion lazily (:meth:`post_for_json` raises in-band errors)."""
         raw, probe = await self.post_for_json(path, body)
-        if not isinstance(probe.choices, list):
+        return self.completion_reply(raw, probe)
+
+    def completion_reply(self, raw: bytes, probe: Any) -> Reply:
+        """The :class:`Reply` of a whole ``chat.completion`` that
+        :meth:`post_for_json` returned (a provider awaits that itself: one
+        coroutine less per request than :meth:`reply_json`)."""
+        if not probe.has_choices:
             raise _not_a_completion(self.name, "no 'choices'")
-        name = self.name
+        return Reply(raw=raw, decode=self._decode_completion, usage=probe.read_usage())
 
-        def decode(data: bytes) -> Completion:
-            try:
-                return _completion_decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                raise _not_a_completion(name, str(exc)) from None
+    def _decode_completion(self, data: bytes) -> Completion:
+        try:
+            return _completion_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise _not_a_completion(self.name, str(exc)) from None
 
-        return Reply(raw=raw, decode=decode)
+
+#: A field the answer did not have.
+_ABSENT = msgspec.Raw(b"")
 
 
 class _Probe(msgspec.Struct):
     """Just enough of an answer to tell it from an error: ``choices`` of a
-    completion, ``data`` of an embeddings list."""
+    completion, ``data`` of an embeddings list. Those two are kept as their
+    JSON text, checked to be arrays but never decoded: the client gets the
+    bytes anyway, and an embeddings list can be large."""
 
     error: Any = None
-    choices: Any = None
-    data: Any = None
+    choices: msgspec.Raw = _ABSENT
+    data: msgspec.Raw = _ABSENT
+    usage: msgspec.Raw = _ABSENT
+
+    def read_usage(self) -> Usage | None:
+        """``usage``, or ``None`` when it is missing or not a usage object
+        (the answer is passed on all the same)."""
+        if not self.usage:
+            return None
+        try:
+            return _usage_decoder.decode(self.usage)
+        except msgspec.DecodeError:
+            return None
+
+    @property
+    def has_choices(self) -> bool:
+        """``choices`` is a JSON array."""
+        return _is_array(self.choices)
+
+    @property
+    def has_data(self) -> bool:
+        """``data`` is a JSON array."""
+        return _is_array(self.data)
+
+
+def _is_array(raw: msgspec.Raw) -> bool:
+    return len(raw) > 0 and memoryview(raw)[0] == 0x5B  # "["
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
+_usage_decoder: msgspec.json.Decoder[Usage | None] = msgspec.json.Decoder(Usage | None)
 
 
 def _not_a_completion(provider: str, why: str, kind: str = "chat.completion") -> ProtocolError:
@@ -389,63 +372,6 @@ def _not_a_completion(provider: str, why: str, kind: str = "chat.completion") ->
         provider=provider,
         code="invalid_completion",
     )
-
-
-class _Expiry:
-    """The timer callback of :func:`_within`: cancels the task, remembering
-    that it did (so a cancellation from elsewhere is not taken for a timeout)."""
-
-    __slots__ = ("fired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(aw: Awaitable[T], limit: float | None) -> T:
-        """``aw`` within ``limit`` seconds, or :class:`asyncio.TimeoutError`.
-
-        What ``asyncio.timeout`` does (cancel the task when the timer fires,
-        turn that one cancellation into a timeout), without its context
-        manager, state machine and two extra coroutines: one timer handle per
-        call, paid on every upstream request (wait_for, before 3.12, wraps
-        the call in a new task instead).
-        """
-        if limit is None:
-            return await aw
-        task = asyncio.current_task()
-        assert task is not None
-        expiry = _Expiry(task)
-        cancelling = task.cancelling()
-        handle = asyncio.get_running_loop().call_later(limit, expiry)
-        try:
-            return await aw
-        except asyncio.CancelledError:
-            # Ours only if no one else asked to cancel the task meanwhile.
-            if expiry.fired and task.uncancel() <= cancelling:
-                raise asyncio.TimeoutError from None
-            raise
-        finally:
-            handle.cancel()
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(aw: Awaitable[T], limit: float | None) -> T:
-        return await asyncio.wait_for(aw, limit)
-
-
-def _min_opt(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
 from ails.errors import NotFound
-from ails.types import Chunk, Completion, completion_from_chunks
+from ails.types import Chunk, Completion, Usage, completion_from_chunks
 
 #: Decodes a whole answer's bytes on first use of :attr:`Reply.completion`.
 CompletionDecoder = Callable[[bytes], Completion]
@@ -126,9 +126,12 @@ class Reply:
     """A whole answer: its JSON bytes as received (``None`` when ails made it)
     and the :class:`Completion`, decoded from them on first use. ``queue_ms``:
     how long the request waited for a busy model, where the backend knows
-    (the embedded model), else ``None``."""
+    (the embedded model), else ``None``. ``usage``: the answer's usage, where
+    the provider read it on its way (an HTTP backend's probe), so that a
+    gateway need not decode the bytes again for it; ``None``: not read (the
+    completion has it)."""
 
-    __slots__ = ("_completion", "_decode", "queue_ms", "raw")
+    __slots__ = ("_completion", "_decode", "queue_ms", "raw", "usage")
 
     def __init__(
         self,
@@ -137,6 +140,7 @@ class Reply:
         raw: bytes | None = None,
         decode: CompletionDecoder | None = None,
         queue_ms: int | None = None,
+        usage: Usage | None = None,
     ) -> None:
         if completion is None and (raw is None or decode is None):
             raise ValueError("a Reply needs a completion, or its bytes and a decoder")
@@ -144,6 +148,7 @@ class Reply:
         self._decode = decode
         self.raw = raw
         self.queue_ms = queue_ms
+        self.usage = usage
 
     @property
     def completion(self) -> Completion:

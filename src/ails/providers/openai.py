@@ -72,17 +72,20 @@ class OpenAIProvider(KeyedHTTPProvider):
         return await self.open_sse("/chat/completions", body)
 
     async def reply(self, model: str, messages: list[Any], **params: Any) -> Reply:
-        extra = {k: v for k, v in params.items() if v is not None}
-        extra.pop("stream_options", None)  # only valid with stream: true
-        body: dict[str, Any] = {"model": model, "messages": messages, **extra, "stream": False}
-        return await self.reply_json("/chat/completions", body)
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        for key, value in params.items():
+            # stream_options: only valid with stream: true
+            if value is not None and key != "stream_options":
+                body[key] = value
+        body["stream"] = False
+        return self.completion_reply(*await self.post_for_json("/chat/completions", body))
 
     async def complete(self, model: str, messages: list[Any], **params: Any) -> Completion:
         return (await self.reply(model, messages, **params)).completion
 
     async def embed(self, model: str, body: dict[str, Any]) -> bytes:
         raw, probe = await self.post_for_json("/embeddings", {**body, "model": model})
-        if not isinstance(probe.data, list):
+        if not probe.has_data:
             raise ProtocolError(
                 "answer is not an embeddings list (no 'data')",
                 provider=self.name,
@@ -98,7 +101,7 @@ class OpenAIProvider(KeyedHTTPProvider):
         body = {**body, "model": model, "stream": False}
         body.pop("stream_options", None)  # only valid with stream: true
         raw, probe = await self.post_for_json("/completions", body)
-        if not isinstance(probe.choices, list):
+        if not probe.has_choices:
             raise ProtocolError(
                 "answer is not a text_completion (no 'choices')",
                 provider=self.name,

@@ -38,7 +38,7 @@ _decode = msgspec.json.decode
 Validate = Callable[[dict[str, Any]], tuple[str, bool, bool]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Admitted:
     """A request that passed: its body, caller, model, and the headers every
     answer to it carries (request id, overhead, rate-limit state)."""
@@ -83,7 +83,11 @@ class AdmissionPipeline:
         # The key next, from the head alone, before a byte of the body is read
         # (as OpenAI does); the key is checked once, here.
         head = self.auth.identify_head(request)
-        body = await self.read_json(request, anonymous=head is None)
+        if head is None:
+            raw = await read_body(request, self.max_anonymous_body_bytes, anonymous=True)
+        else:
+            raw = await read_body(request, self.max_body_bytes)
+        body = json_object(raw)
         signed = has_signature_fields(body)
         caller = ANYONE
         if not signed:
@@ -121,30 +125,26 @@ class AdmissionPipeline:
             headers.update(limits.headers())
         return Admitted(body, caller, model, stream, include_usage, limits, headers, refund)
 
-    async def read_json(self, request: web.Request, *, anonymous: bool = False) -> dict[str, Any]:
-        """The body as a JSON object, within the limit (the anonymous one for
-        a keyless caller under ``--allow-signed``)."""
-        if anonymous:
-            raw = await read_body(request, self.max_anonymous_body_bytes, anonymous=True)
-        else:
-            raw = await read_body(request, self.max_body_bytes)
-        try:
-            body = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise GatewayError(
-                400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
-            ) from None
-        except RecursionError:
-            raise GatewayError(
-                400, "the JSON body is nested too deeply", code="invalid_json"
-            ) from None
-        if not isinstance(body, dict):
-            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
-        return body
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request's body as a JSON object, or the 400 that says why it is not."""
+    try:
+        body = _decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError(
+            400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise GatewayError(400, "the JSON body is nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
 
 
 def check_json_type(request: web.Request) -> None:
     ctype = request.headers.get("Content-Type")
+    if ctype == JSON_TYPE:  # the usual header, as it is: nothing to parse
+        return
     # No type is refused too: a browser sends a cross-site POST without a
     # preflight only as a form, text/plain or with no type (docs/reliability.md).
     if ctype is None or ctype.partition(";")[0].strip().lower() != JSON_TYPE:
@@ -155,4 +155,4 @@ def check_json_type(request: web.Request) -> None:
         )
 
 
-__all__ = ["AdmissionPipeline", "Admitted", "Validate", "check_json_type"]
+__all__ = ["AdmissionPipeline", "Admitted", "Validate", "check_json_type", "json_object"]

@@ -164,7 +164,10 @@ class Gateway:
             if record is not None:
                 record.usage(reply.completion.usage)
         elif record is not None:
-            record.answer(answer)
+            if reply.usage is not None:  # read by the provider on its way
+                record.usage(reply.usage)
+            else:
+                record.answer(answer)
         if key is not None and self.cache is not None:
             await self.cache.put(key, answer)
         if limits is not None and limits.counts_tokens:

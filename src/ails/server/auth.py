@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import field as _field
 from typing import Any
 
 from aiohttp import web
@@ -77,15 +77,15 @@ class Caller:
     signed: bool = False
     #: The key's ``[keys.NAME]`` name, when it has one.
     name: str | None = None
+    # Made once (the access log and the metrics ask on every request).
+    _key_id: str | None = _field(default=None, init=False, repr=False, compare=False)
+    _label: str = _field(default="", init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def key_id(self) -> str | None:
         """The key as logs and metrics name it, never the key: its
-        ``[keys.NAME]`` name, else the first 8 hex digits of its SHA-256
-        (worked out once: a configured key's Caller is made once)."""
-        if self.key_digest is None:
-            return None
-        return self.name or self.key_digest.hex()[:8]
+        ``[keys.NAME]`` name, else the first 8 hex digits of its SHA-256."""
+        return self._key_id
 
     @property
     def state_id(self) -> str | None:
@@ -94,11 +94,17 @@ class Caller:
         renamed in the config keeps its counts."""
         return self.key_digest.hex()[:32] if self.key_digest is not None else None
 
+    def __post_init__(self) -> None:
+        if self.key_digest is not None:
+            key_id = self.name or self.key_digest.hex()[:8]
+            object.__setattr__(self, "_key_id", key_id)
+            object.__setattr__(self, "_label", f"key:{key_id}")
+        else:
+            object.__setattr__(self, "_label", "signed" if self.signed else "open")
+
     def label(self) -> str:
         """``key:ID``, ``signed`` or ``open``: who called, for the access log."""
-        if self.key_digest is not None:
-            return f"key:{self.key_id}"
-        return "signed" if self.signed else "open"
+        return self._label
 
 
 ANYONE = Caller()
@@ -120,7 +126,7 @@ class Authenticator:
         self._digests = [_digest(k) for k in dict.fromkeys(api_keys) if k]
         #: digest -> the key's ``[keys.NAME]`` name (the id logs and metrics show).
         self._names = {_digest(k): name for k, name in (key_names or {}).items() if k}
-        #: digest -> its Caller, made once (every request names one of these keys).
+        #: Each key's caller, made once (a caller is immutable): not one per request.
         self._callers = {d: Caller(key_digest=d, name=self._names.get(d)) for d in self._digests}
         self.allow_signed = allow_signed
         self.window_ms = window_ms

@@ -186,14 +186,23 @@ class AccessLogger(AbstractAccessLogger):
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
-        caller = request.get("caller")
+        # request[...] and not request.get: a request is a Mapping whose get
+        # is Python code calling __getitem__, two frames where one does.
+        try:
+            caller = request["caller"]
+        except KeyError:
+            caller = None
         who = caller.label() if caller is not None else "-"
+        try:
+            rid = request["rid"]
+        except KeyError:
+            rid = "-"
         sink = self.sink
         if sink is not None:  # ``ails serve``'s own handler: no record, buffered
             sink.access(
                 logger.name,
                 f"{request.remote} {request.method} {request.path} {response.status} "
-                f"{time * 1000:.1f}ms rid={request.get('rid', '-')} who={who}",
+                f"{time * 1000:.1f}ms rid={rid} who={who}",
             )
             return
         logger.info(
@@ -203,7 +212,7 @@ class AccessLogger(AbstractAccessLogger):
             request.path,
             response.status,
             time * 1000,
-            request.get("rid", "-"),
+            rid,
             who,
         )
 

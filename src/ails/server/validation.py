@@ -122,10 +122,19 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise _bad_type(f"messages[{i}].content", "a string or an array of parts", content)
-    stream, include_usage = _stream_flags(body)
-    _positive_int(body, "max_completion_tokens")
-    _sampling(body)
+    # Checked only when present: most bodies carry few of these, and a call
+    # that finds nothing is most of what validation costs per request.
+    stream, include_usage = _stream_flags(body) if not _STREAM.isdisjoint(body) else _NO_STREAM
+    if not _SAMPLED.isdisjoint(body):
+        _positive_int(body, "max_completion_tokens")
+        _sampling(body)
     return model, stream, include_usage
+
+
+_STREAM = frozenset({"stream", "stream_options"})
+_NO_STREAM = (False, False)
+#: The fields of :func:`_sampling`, and ``max_completion_tokens``.
+_SAMPLED = frozenset({"max_completion_tokens", "max_tokens", "n", "temperature", "top_p", "stop"})
 
 
 def validate_completions(body: dict[str, Any]) -> tuple[str, bool, bool]:
