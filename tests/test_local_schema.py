@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from ails.errors import BadRequest
+from ails.local.params import plan_request
 from ails.local.pattern import pattern_problem
 from ails.local.schema import check_schema
 from ails.local.tools import parse_tools
@@ -170,6 +171,35 @@ def test_a_contradiction_is_found_wherever_the_walk_goes() -> None:
     }
     for where, schema in places.items():
         assert f"(at {where})" in refused(schema).message, where
+
+
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+def test_the_request_check_refuses_the_example_before_any_generation(where: str) -> None:
+    """The local provider's own request check (no model loaded), both ways a schema
+    constrains generation."""
+    empty = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "minLength": 5, "maxLength": 1}},
+    }
+    params: dict[str, Any] = (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": empty}}}
+        if where == "response_format"
+        else {
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": empty}}],
+            "tool_choice": "required",
+        }
+    )
+    with pytest.raises(BadRequest) as info:
+        plan_request([{"role": "user", "content": "hi"}], params, slots=2)
+    assert info.value.status == 400 and info.value.code == "invalid_schema"
+    param = (
+        "response_format.json_schema.schema"
+        if where == "response_format"
+        else "tools[0].function.parameters"
+    )
+    assert info.value.param == param
+    assert f"{param}: minLength 5 > maxLength 1" in info.value.message
+    assert "(at #/properties/name)" in info.value.message
 
 
 def test_the_unsatisfiable_example_is_refused_for_tool_parameters_too() -> None:
