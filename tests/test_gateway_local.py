@@ -236,3 +236,25 @@ def test_count_tokens_is_the_embedded_models_tokenizer(gw: Gateway) -> None:
     bare = claude.messages.count_tokens(model="local/default", messages=hi).input_tokens
     tooled = claude.messages.count_tokens(model="local/default", messages=hi, tools=[tool])
     assert tooled.input_tokens > bare + 10  # the template renders the tools
+
+
+def test_a_schema_no_value_meets_is_a_400_and_holds_no_slot(gw: Gateway) -> None:
+    """Before the check the runtime compiled it into a grammar that allows no token and
+    sat silent, holding a slot until the 120 s idle timeout; the client's own 30 s
+    timeout stands for "not a hang" here."""
+    client = openai.OpenAI(base_url=gw.base_url, api_key="none", max_retries=0, timeout=30)
+    empty: Any = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "string", "minLength": 5, "maxLength": 1}},
+    }
+    for _ in range(3):  # more than the model's two slots: each would keep one
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model="local/default", messages=HELLO, max_tokens=4, response_format=empty
+            )
+        err: Any = info.value.body
+        assert err["type"] == "invalid_request_error" and err["code"] == "invalid_schema"
+        assert err["param"] == "response_format.json_schema.schema"
+        assert "minLength 5 > maxLength 1" in err["message"] and "(at #)" in err["message"]
+    reply = client.chat.completions.create(model="local/default", messages=HELLO, max_tokens=4)
+    assert reply.choices[0].message.content

@@ -129,3 +129,6 @@ def test_cli_schema_with_a_provider_that_cannot_take_it_exits_2(tmp_path: Path) 
     unenforced = '{"type": "array", "uniqueItems": true}'
     bad = run(home, "--schema", unenforced, "hi", timeout=120)
     assert bad.returncode == 2 and "uniqueItems" in bad.stderr
+    empty = '{"type": "string", "minLength": 5, "maxLength": 1}'
+    bad = run(home, "--schema", empty, "hi", timeout=120)
+    assert bad.returncode == 2 and "minLength 5 > maxLength 1" in bad.stderr

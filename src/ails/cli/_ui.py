@@ -78,7 +78,11 @@ def help_without_subcommand(ctx: click.Context) -> None:
 def exit_code_for(exc: AilsError) -> int:
     """A request a provider refuses because of a ``-o`` option or a ``--schema`` it
     cannot enforce is a usage error; every other failure is a runtime failure."""
-    if isinstance(exc, BadRequest) and exc.code in ("unsupported_parameter", "unsupported_schema"):
+    if isinstance(exc, BadRequest) and exc.code in (
+        "unsupported_parameter",
+        "unsupported_schema",
+        "invalid_schema",
+    ):
         return EXIT_USAGE
     return EXIT_FAILURE
 

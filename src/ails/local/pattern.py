@@ -41,6 +41,8 @@ def pattern_problem(pattern: str) -> str | None:
             end = _class_end(body, i)
             if end < 0:
                 return "a '[' is not closed"
+            if end == i + 1:  # a grammar class with no character allows no token
+                return "an empty class '[]' matches nothing"
             problem = _class_problem(body[i + 1 : end])
             if problem:
                 return problem
@@ -62,6 +64,8 @@ def pattern_problem(pattern: str) -> str | None:
             low, _, high = spec.partition(",")
             if end < 0 or not low.isdigit() or not (high == "" or high.isdigit()):
                 return "a '{' must be a count such as {3}, {1,} or {1,3}"
+            if high and int(low) > int(high):
+                return f"'{{{spec}}}' repeats at least {low} and at most {high} times: nothing"
             i = end + 1
             continue
         i += 1

@@ -31,6 +31,11 @@ a violation (docs/local-model.md, "Structured output"):
   ``default``, ``examples``, ``$schema``, ``$comment``, ``deprecated``,
   ``readOnly``, ``writeOnly``, ``discriminator``, and OpenAPI's ``nullable``
   (which only widens); ``uniqueItems: false``.
+
+Bounds that no value meets (``minLength`` above ``maxLength``, an integer range
+with no integer, a ``const`` outside its ``enum``…) compile into a grammar that
+allows no token, which the runtime answers with silence: those are refused too,
+as ``invalid_schema`` (:mod:`ails.local.schema_bounds`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 
 from ails.errors import BadRequest
 from ails.local.pattern import pattern_problem
+from ails.local.schema_bounds import bounds_problem
 
 TYPES = frozenset({"string", "integer", "number", "boolean", "null", "object", "array"})
 FORMATS = frozenset({"date", "time", "date-time", "uuid"})
@@ -93,9 +99,11 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 class SchemaRefused(ValueError):
     """A keyword the runtime would not enforce; ``where`` is a JSON pointer."""
 
-    def __init__(self, message: str, where: str) -> None:
+    def __init__(self, message: str, where: str, *, unsatisfiable: bool = False) -> None:
         super().__init__(message)
         self.where = where
+        #: No value meets the schema (schema_bounds.py), rather than a keyword unenforced.
+        self.unsatisfiable = unsatisfiable
 
 
 def check_schema(schema: Any, *, param: str, provider: str = "local") -> None:
@@ -108,6 +116,15 @@ def check_schema(schema: Any, *, param: str, provider: str = "local") -> None:
         refused = exc
     else:
         return
+    if refused.unsatisfiable:
+        # The runtime's grammar would allow no token: refused here, not after an idle timeout.
+        raise BadRequest(
+            f"{param}: {refused} (at {refused.where}); no value can satisfy the schema",
+            status=400,
+            provider=provider,
+            code="invalid_schema",
+            param=param,
+        )
     raise BadRequest(
         f"{param}: {refused} (at {refused.where}); the embedded model constrains its answer "
         "only with keywords it can enforce (listed in docs/local-model.md)",
@@ -139,6 +156,9 @@ class _Checker:
         self.arrays(schema, types, where)
         self.strings(schema, types, where)
         self.numbers(schema, types, where)
+        bounds = bounds_problem(schema)  # after the keywords' own forms are checked
+        if bounds:
+            raise SchemaRefused(bounds, where, unsatisfiable=True)
         self.combinations(schema, where)
         if schema.get("uniqueItems", False) is not False:
             raise SchemaRefused("the keyword 'uniqueItems' is not enforced", where)
