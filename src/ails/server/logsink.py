@@ -74,7 +74,9 @@ class TextFormatter(logging.Formatter):
         second = int(created)
         if second != self._second:
             self._stamp(created)
-        return f"{self._text},{int((created - second) * 1000):03d} INFO {name}: {message}\n"
+        # %-formatting (``%03d`` truncates as ``int`` does): an f-string with
+        # a format spec costs about twice as much.
+        return "%s,%03d INFO %s: %s\n" % (self._text, (created - second) * 1000, name, message)  # noqa: UP031
 
 
 class LogSink(logging.StreamHandler):  # type: ignore[type-arg]
