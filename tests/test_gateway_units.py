@@ -403,6 +403,17 @@ def test_a_string_key_on_an_application_fails_the_tests() -> None:
         web.Application()["gateway"] = object()
 
 
+def test_a_string_key_on_a_request_fails_the_tests() -> None:
+    """The same for a request's own storage (the request id, the caller, the
+    record are web.RequestKeys)."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request("GET", "/v1/models")
+    with pytest.raises(web.NotAppKeyWarning):
+        request["rid"] = "r-1"
+
+
 def test_the_gateway_app_keeps_its_shared_objects_under_typed_keys() -> None:
     from aiohttp import web
 

@@ -20,6 +20,7 @@ from ails.server.errors import Redactor
 from ails.server.logformat import JsonAccessLogger, JsonFormatter
 from ails.server.logsink import FLUSH_LINES, LogSink, TextFormatter, access_sink
 from ails.server.middleware import AccessLogger
+from ails.server.records import CALLER, RID
 
 SECRET = "sk-secret-0123456789"
 
@@ -45,8 +46,8 @@ def sink_on(log: logging.Logger, fmt: str) -> tuple[LogSink, io.StringIO]:
 
 def request(path: str) -> web.Request:
     req = make_mocked_request("POST", path)
-    req["rid"] = "rid-1"
-    req["caller"] = Caller(key_digest=bytes(32), name="alice")
+    req[RID] = "rid-1"
+    req[CALLER] = Caller(key_digest=bytes(32), name="alice")
     return req
 
 

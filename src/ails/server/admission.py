@@ -9,7 +9,7 @@ signature -> the model is served here -> the signed quota and replay cache
 (only now: a request that cannot be served is not charged) -> the caller's
 rate limit. Who is calling is established once (:class:`~ails.server.auth.Caller`)
 and carried on: the rate limit charges it, the access log names it
-(``request["caller"]``). An endpoint (chat completions, embeddings, another
+(``request[CALLER]``). An endpoint (chat completions, embeddings, another
 dialect) passes only its validation; what it does once admitted is its own.
 """
 
@@ -27,7 +27,7 @@ from ails.server.auth import ANYONE, Authenticator, Caller, Refund
 from ails.server.body import read_body
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import Admission, RateLimiter
-from ails.server.records import current_record
+from ails.server.records import CALLER, RID, current_record
 from ails.server.routing import GatewayRouter
 from ails.signing import has_signature_fields
 
@@ -74,7 +74,7 @@ class AdmissionPipeline:
     def caller(self, request: web.Request) -> Caller:
         """Who calls an endpoint without a body (``GET /v1/models``)."""
         caller = self.auth.identify(request)
-        request["caller"] = caller
+        request[CALLER] = caller
         return caller
 
     async def admit(self, request: web.Request, validate: Validate) -> Admitted:
@@ -92,12 +92,12 @@ class AdmissionPipeline:
         caller = ANYONE
         if not signed:
             caller = head if head is not None else self.auth.identify(request)  # 401
-            request["caller"] = caller
+            request[CALLER] = caller
         model, stream, include_usage = validate(body)
         signed_caller = self.auth.verify_signed(request, body) if signed else None
         if signed_caller is not None:
             caller = signed_caller.caller
-            request["caller"] = caller
+            request[CALLER] = caller
         record = current_record()
         if record is not None:  # for the metrics and the access log
             record.model = model
@@ -118,7 +118,7 @@ class AdmissionPipeline:
             key, window = limits.request_counter()
             refund = refund.also(key, window) if refund else Refund(self.auth.store, key, window)
         headers = {
-            "x-request-id": request["rid"],
+            "x-request-id": request[RID],
             "x-ails-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
         }
         if limits is not None:

@@ -32,7 +32,7 @@ from ails.server.dialects import (
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.middleware import anthropic_error_response
-from ails.server.records import current_record, note_refusal
+from ails.server.records import CALLER, RID, current_record, note_refusal
 from ails.server.validation import refuse_signed
 from ails.types import Completion
 from ails.wire import named_events, queue_comment
@@ -179,7 +179,7 @@ class DialectRoutes:
             return await handler(request)
         except GatewayError as err:
             note_refusal(err)
-            return anthropic_error_response(err, request["rid"])
+            return anthropic_error_response(err, request[RID])
 
     async def _messages(self, original: web.Request) -> web.StreamResponse:
         request = _with_api_key(original)
@@ -191,7 +191,7 @@ class DialectRoutes:
             return holder[0].model, holder[0].stream, False
 
         admitted = await self.gateway.admission.admit(request, validate)
-        original["caller"] = request.get("caller")
+        _keep_caller(request, original)
         translated = holder[0]
         headers = admitted.headers
         _dropped_header(headers, translated.dropped_tools)
@@ -224,7 +224,7 @@ class DialectRoutes:
             return holder[0].model, False, False
 
         admitted = await self.gateway.admission.admit(request, validate)
-        original["caller"] = request.get("caller")
+        _keep_caller(request, original)
         chat = holder[0].chat
         try:
             counted = await self.gateway.router.count_tokens(self.gateway.chat_request(chat))
@@ -345,3 +345,11 @@ def _not_found(response_id: str) -> GatewayError:
 
 
 __all__ = ["DialectRoutes"]
+
+
+def _keep_caller(clone: web.Request, original: web.Request) -> None:
+    """The access log reads who called from the request aiohttp logs: the
+    original, not the clone admission saw."""
+    caller = clone.get(CALLER)
+    if caller is not None:
+        original[CALLER] = caller

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ails.server.logsink import access_sink
-from ails.server.records import RECORD, RequestRecord, dialect_of, endpoint_of
+from ails.server.records import CALLER, RECORD, RID, RequestRecord, dialect_of, endpoint_of
 
 _encode = msgspec.json.Encoder().encode
 #: A model name longer than this is cut in the log (it is the client's text).
@@ -107,10 +107,10 @@ def access_fields(
 ) -> dict[str, Any]:
     """The fields of one request's access line (docs/metrics.md)."""
     record: RequestRecord | None = request.get(RECORD)
-    caller = request.get("caller")
+    caller = request.get(CALLER)
     endpoint = endpoint_of(request)  # type: ignore[arg-type]  # a web.Request here
     fields: dict[str, Any] = {
-        "request_id": request.get("rid"),
+        "request_id": request.get(RID),
         "client": request.remote,
         "method": request.method,
         "path": request.path,

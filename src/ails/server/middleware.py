@@ -22,7 +22,7 @@ from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
 from ails.server.logsink import access_sink
-from ails.server.records import CURRENT, RECORD, Finish, RequestRecord
+from ails.server.records import CALLER, CURRENT, RECORD, RID, Finish, RequestRecord
 from ails.server.security import SecurityPolicy, screen
 
 log = logging.getLogger("ails.server")
@@ -108,7 +108,7 @@ def request_middleware(
             # Unique, not secret: a random per-process prefix and a counter cost
             # far less than uuid4 (a system call for 16 random bytes) per request.
             rid = "%s%012x" % (_RID_PREFIX, next(_rid_counter))  # noqa: UP031
-        request["rid"] = rid
+        request[RID] = rid
         rec: RequestRecord | None = None
         if record:
             rec = RequestRecord(perf_counter())
@@ -192,12 +192,12 @@ class AccessLogger(AbstractAccessLogger):
         # request[...] and not request.get: a request is a Mapping whose get
         # is Python code calling __getitem__, two frames where one does.
         try:
-            caller = request["caller"]
+            caller = request[CALLER]
         except KeyError:
             caller = None
         who = caller.label() if caller is not None else "-"
         try:
-            rid = request["rid"]
+            rid = request[RID]
         except KeyError:
             rid = "-"
         sink = self.sink

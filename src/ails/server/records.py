@@ -28,8 +28,10 @@ from ails.router import RouterEvents
 from ails.server.auth import Caller
 from ails.types import Chunk, Usage
 
-#: Where a request keeps its record for the JSON access line (``request[RECORD]``).
-RECORD = "ails.record"
+#: A request's id (the middleware sets it) and who called (admission sets
+#: it): typed keys, as aiohttp asks of a request's own storage.
+RID = web.RequestKey("ails.rid", str)
+CALLER = web.RequestKey("ails.caller", Caller)
 #: The record of the request the running task serves (None: not recorded).
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("ails_request_record", default=None)
 
@@ -126,6 +128,10 @@ class RequestRecord:
             self.first = perf_counter()
 
 
+#: Where a request keeps its record for the JSON access line (``request[RECORD]``).
+RECORD = web.RequestKey("ails.record", RequestRecord)
+
+
 def current_record() -> RequestRecord | None:
     """The record of the request this task is serving (None: not recorded)."""
     return CURRENT.get()
@@ -181,8 +187,10 @@ def dialect_of(endpoint: str) -> str:
 
 
 __all__ = [
+    "CALLER",
     "CURRENT",
     "RECORD",
+    "RID",
     "BackendRecorder",
     "Finish",
     "RequestRecord",
