@@ -379,7 +379,7 @@ def test_an_upstream_down_at_start_is_503_until_its_list_is_known() -> None:
         conn.close()
         assert (resp.status, err["code"]) == expected("list-missing")
         assert 1 <= int(resp.headers["retry-after"]) <= 30
-        assert "upstream1" in err["message"]
+        assert "upstream1: it cannot be reached" in err["message"]
         ready = http.client.HTTPConnection("127.0.0.1", port_of(g), timeout=10)
         ready.request("GET", "/ready")
         answer = ready.getresponse()
@@ -398,6 +398,21 @@ def test_an_upstream_down_at_start_is_503_until_its_list_is_known() -> None:
             assert answer.status == 200
             assert json.loads(answer.read()) == {"status": "ready", "waiting_for": []}
         ready.close()
+
+
+def test_a_backend_refusing_the_gateways_key_is_named_as_such() -> None:
+    """Its model list failed with 401: the 503 says the key was refused, not
+    that the upstream cannot be reached (it was reached), and quotes neither key."""
+    with (
+        Upstream(models=["test-model"], api_key="the-upstream-wants-this-key") as up,
+        Gateway(["--upstream", up.base_url, "--upstream-key", "gateway-sends-a-wrong-key-01"]) as g,
+    ):
+        status, text = post(g, {"model": "test-model", "messages": HELLO})
+        err = json.loads(text)["error"]
+        assert (status, err["code"]) == (503, "backend_unavailable")
+        assert "upstream1: it refused the gateway's key" in err["message"]
+        assert "cannot be reached" not in err["message"]
+        assert "wrong-key" not in text and "wants-this-key" not in text
 
 
 def test_redis_without_its_package_says_what_to_install(tmp_path: Path) -> None:

@@ -31,7 +31,13 @@ from typing import Any
 
 import msgspec
 
-from ails.errors import ConfigError
+from ails.errors import (
+    AuthFailed,
+    ConfigError,
+    ProviderError,
+    Timeout,
+    UpstreamUnavailable,
+)
 from ails.providers import registry
 from ails.providers.base import Provider, Timeouts
 from ails.router import ProviderPool, Router
@@ -101,6 +107,8 @@ class GatewayRouter(Router):
         self._last_refresh: float | None = None
         #: Failed model-list refreshes per backend name (the metrics show them).
         self.list_failures: Counter[str] = Counter()
+        #: Why each backend's last model-list fetch failed, for the 503 (name -> words).
+        self._list_errors: dict[str, str] = {}
 
     # -- the model table ---------------------------------------------------------
 
@@ -147,6 +155,7 @@ class GatewayRouter(Router):
                     if isinstance(result, asyncio.CancelledError):
                         raise result
                     self.list_failures[self.backends[i].name] += 1
+                    self._list_errors[self.backends[i].name] = _list_error(result)
                     log.warning(
                         "could not list the models of %s: %s",
                         self.backends[i].name,
@@ -193,10 +202,12 @@ class GatewayRouter(Router):
             elapsed = asyncio.get_running_loop().time() - self._last_refresh
             wait = max(0.0, wait - elapsed)
         retry = max(1, math.ceil(wait))
+        errors = self._list_errors
+        why = "; ".join(f"{name}: {errors.get(name, 'not asked yet')}" for name in missing)
         return GatewayError(
             503,
-            f"the model list of {', '.join(missing)} could not be fetched yet (the upstream "
-            f"cannot be reached), so {model!r} may be served there; retry in {retry} s",
+            f"the model list of {', '.join(missing)} could not be fetched yet ({why}), "
+            f"so {model!r} may be served there; retry in {retry} s",
             type="server_error",
             code="backend_unavailable",
             headers={"retry-after": str(retry)},
@@ -291,3 +302,17 @@ class GatewayRouter(Router):
 
 
 __all__ = ["Backend", "GatewayRouter"]
+
+
+def _list_error(exc: BaseException) -> str:
+    """Why a model-list fetch failed, in words a client can act on (no upstream
+    text: it may quote the key or an address)."""
+    if isinstance(exc, AuthFailed):
+        return "it refused the gateway's key for it"
+    if isinstance(exc, (asyncio.TimeoutError, Timeout)):
+        return "it did not answer in time"
+    if isinstance(exc, UpstreamUnavailable):
+        return "it cannot be reached or is unavailable"
+    if isinstance(exc, ProviderError) and exc.status is not None:
+        return f"it answered HTTP {exc.status}"
+    return f"its answer could not be used ({type(exc).__name__})"
