@@ -157,9 +157,10 @@ def frame_batch(
     encode: ChunkEncoder = chunk_json,
 ) -> bytes:
     """The chunks of one read as ``data:`` events, for one write."""
-    frames = batch.frames if isinstance(batch, Batch) else None
-    if frames is not None and _as_read(frames, chunk_meta(batch), include_usage):
-        return frames
+    if isinstance(batch, Batch):
+        frames = batch.frames
+        if frames is not None and _as_read(frames, batch.meta, include_usage):
+            return frames
     parts = chunk_texts(batch, include_usage=include_usage, model=model, encode=encode)
     if not parts:
         return b""

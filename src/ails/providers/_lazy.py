@@ -26,14 +26,24 @@ _decode_all = msgspec.json.Decoder(list[Chunk], strict=False).decode
 class LazyBatch(Batch):
     """The chunks of ``array`` (their JSON texts as one JSON array), of which
     ``meta`` is decoded already; ``first`` is the first chunk's number in the
-    stream and ``provider`` its name, for the error."""
+    stream and ``provider`` its name, for the error.
+
+    Until the chunks are decoded, the list holds their metas: ``len()`` and
+    truth stay the list's own (no Python call per ``if batch``, which the
+    stream and the gateway ask on every read), and every way to read an item
+    goes through a method below that decodes first. Code that reads the
+    list's storage in C without calling them (``json.dumps``) sees metas.
+    """
 
     __slots__ = ("_array", "_error", "_first", "_meta", "_provider")
 
     def __init__(
-        self, meta: list[ChunkMeta], frames: bytes, array: bytes, *, first: int, provider: str
+        self, meta: list[ChunkMeta], frames: bytes, array: bytes, first: int, provider: str
     ) -> None:
-        super().__init__((), frames=frames)
+        # One frame, not Batch.__init__ through super(): this runs for every read.
+        list.__init__(self, meta)  # type: ignore[misc]
+        self._raw = None
+        self.frames = frames
         self._meta = meta
         self._array: bytes | None = array
         self._error: ProtocolError | None = None
@@ -43,10 +53,6 @@ class LazyBatch(Batch):
     @property
     def meta(self) -> Sequence[Chunk | ChunkMeta]:
         return self._meta
-
-    def __len__(self) -> int:
-        # Once decoded, the chunks that decoded (all but on an error).
-        return len(self._meta) if self._array is not None else list.__len__(self)
 
     def _fill(self) -> None:
         array, self._array = self._array, None
@@ -67,7 +73,8 @@ class LazyBatch(Batch):
                         code="invalid_chunk",
                     )
                     break
-        list.extend(self, chunks)
+        # The chunks that decoded (all but on an error) replace the metas.
+        list.__setitem__(self, slice(None), chunks)
 
     def _chunks(self) -> None:
         """Decode on first use; raise the error when a chunk is not one."""

@@ -304,10 +304,7 @@ class SSEChunkStream(ChunkStream):
                         self._done = True
                     else:
                         self._finished = finished
-                    batch = LazyBatch(
-                        chunks, body, array, first=self.chunks_seen, provider=self.provider
-                    )
-                    return batch, None
+                    return LazyBatch(chunks, body, array, self.chunks_seen, self.provider), None
         texts = frames[6:-2].decode("utf-8", "replace").split("\n\ndata: ")
         return self._decode([Event(text) for text in texts])
 
