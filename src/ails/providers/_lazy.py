@@ -35,7 +35,8 @@ class LazyBatch(Batch):
     list's storage in C without calling them (``json.dumps``) sees metas.
     """
 
-    __slots__ = ("_array", "_error", "_first", "_meta", "_provider")
+    # ``meta`` a slot, not Batch's property: the gateway reads it per read.
+    __slots__ = ("_array", "_error", "_first", "_provider", "meta")
 
     def __init__(
         self, meta: list[ChunkMeta], frames: bytes, array: bytes, first: int, provider: str
@@ -44,15 +45,11 @@ class LazyBatch(Batch):
         list.__init__(self, meta)  # type: ignore[misc]
         self._raw = None
         self.frames = frames
-        self._meta = meta
+        self.meta: Sequence[Chunk | ChunkMeta] = meta
         self._array: bytes | None = array
         self._error: ProtocolError | None = None
         self._first = first
         self._provider = provider
-
-    @property
-    def meta(self) -> Sequence[Chunk | ChunkMeta]:
-        return self._meta
 
     def _fill(self) -> None:
         array, self._array = self._array, None
