@@ -244,6 +244,11 @@ async def test_a_chunk_with_a_field_of_the_wrong_type_raises_where_it_is_used(
     assert error is None and ns(got_batches) == [0, 1, 2, 3]
     forwarded = b"".join(frame_batch(b, include_usage=True) for b in got_batches)
     assert forwarded == server.body.removesuffix(b"data: [DONE]\n\n")
+    if not bytewise:  # one read, one batch: by index too
+        [batch] = got_batches
+        assert batch[1].choices[0].delta.content == "x"
+        with pytest.raises(ProtocolError, match="chunk 2 is not valid chunk JSON"):
+            batch[2]  # the access is the test
 
 
 async def test_a_batch_decodes_its_chunks_on_first_use_as_a_list(
