@@ -277,6 +277,8 @@ def test_connection_refused_is_upstream_unavailable() -> None:
         ("nonsse", ProtocolError, "not_event_stream"),
         ("html", ProtocolError, "not_event_stream"),
         ("badjson:2", ProtocolError, "invalid_chunk"),
+        # Valid JSON, not a chunk ("content": 5): typed as it is used.
+        ("badtype:3", ProtocolError, "invalid_chunk"),
         ("midstream_error:2", UpstreamUnavailable, "boom"),
     ],
 )

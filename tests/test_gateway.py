@@ -36,6 +36,7 @@ MODELS = [
     "cut:3",
     "midstream_error:2",
     "badjson:2",
+    "badtype:3",
     "endless",
     "nonsse",
     "reset",
@@ -461,6 +462,30 @@ def test_failure_mid_stream_ends_with_an_error_event(gw: Gateway, model: str) ->
     assert isinstance(info.value.body, dict) and info.value.body["code"] == err["code"]
     assert info.value.message.startswith("upstream1: ")
     assert_serves(gw)
+
+
+def test_a_chunk_with_a_field_of_the_wrong_type_is_forwarded_as_sent(
+    gw: Gateway, up: Upstream
+) -> None:
+    # The gateway checks each chunk's JSON and reads only what it must (finish
+    # reasons, usage, errors): a field it does not read goes through as any
+    # proxy would pass it, where only a syntax error ends the stream.
+    body = {"model": "badtype:3", "messages": HELLO, "stream": True}
+    status, _, got = post_json(gw, body)
+    assert status == 200
+    data = events_of(got)
+    assert [json.loads(d).get("error") for d in data[:-1]] == [None] * (len(data) - 1)
+    assert json.loads(data[1])["choices"][0]["delta"] == {"content": 5}
+    url = urlsplit(up.base_url)
+    upstream = http.client.HTTPConnection(url.netloc)
+    headers = {"Content-Type": "application/json"}
+    upstream.request("POST", f"{url.path}/chat/completions", json.dumps(body), headers)
+    assert got == upstream.getresponse().read()  # the upstream's own bytes
+
+    status, _, got = post_json(gw, {**body, "model": "badjson:2"})
+    assert status == 200
+    data = events_of(got)
+    assert data[-1] == "[DONE]" and json.loads(data[-2])["error"]["code"] == "invalid_chunk"
 
 
 @pytest.mark.parametrize("model", ["nonsse", "reset"])

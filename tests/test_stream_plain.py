@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ails.errors import ProtocolError, UpstreamUnavailable
-from ails.providers.base import Batch, raw_texts
+from ails.providers.base import Batch, chunk_meta, raw_texts
 from ails.providers.openai import OpenAIProvider
 from ails.sse import Event, SSEDecoder
 from ails.wire import frame_batch
@@ -211,6 +211,59 @@ async def test_a_bad_chunk_comes_after_the_good_ones_either_way(
     assert ns(got) == [0, 1]
     assert isinstance(error, ProtocolError) and error.code == "invalid_chunk"
     assert message in str(error)
+
+
+async def chunks_of(provider: OpenAIProvider) -> tuple[list[Any], Exception | None]:
+    """What a library user iterating the chunks sees."""
+    out: list[Any] = []
+    stream = await provider.connect("m", HELLO, stream=True)
+    try:
+        async for batch in stream:
+            for got in batch:
+                out.append(got)
+    except ProtocolError as exc:
+        return out, exc
+    finally:
+        await stream.aclose()
+    return out, None
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+async def test_a_chunk_with_a_field_of_the_wrong_type_raises_where_it_is_used(
+    scripted: tuple[Scripted, OpenAIProvider], bytewise: bool
+) -> None:
+    server, provider = scripted
+    server.bytewise = bytewise
+    server.body = sse(chunk(0), chunk(1), chunk(2).replace(b'"x"', b"5"), chunk(3), b"[DONE]")
+    got, error = await chunks_of(provider)
+    assert [c.choices[0].delta.content for c in got] == ["x", "x"]
+    assert isinstance(error, ProtocolError) and error.code == "invalid_chunk"
+    assert "chunk 2 is not valid chunk JSON" in str(error) and error.provider == provider.name
+    # The batch holds it, as received: a gateway forwards it as sent.
+    got_batches, error = await batches(provider)
+    assert error is None and ns(got_batches) == [0, 1, 2, 3]
+    forwarded = b"".join(frame_batch(b, include_usage=True) for b in got_batches)
+    assert forwarded == server.body.removesuffix(b"data: [DONE]\n\n")
+    if not bytewise:  # one read, one batch: by index too
+        [batch] = got_batches
+        assert batch[1].choices[0].delta.content == "x"
+        with pytest.raises(ProtocolError, match="chunk 2 is not valid chunk JSON"):
+            batch[2]  # the access is the test
+
+
+async def test_a_batch_decodes_its_chunks_on_first_use_as_a_list(
+    scripted: tuple[Scripted, OpenAIProvider],
+) -> None:
+    server, provider = scripted
+    server.body = sse(chunk(0), chunk(1, "y"), chunk(2, "z"), b"[DONE]")
+    [batch], error = await batches(provider)
+    assert error is None and len(batch) == 3 and batch
+    assert [m.choices[0].finish_reason for m in chunk_meta(batch)] == [None] * 3
+    head: list[Any] = []  # list.__add__ would read the list's storage, empty until decoded
+    assert head + batch == list(batch) == batch and batch[1:] == batch[-2:]
+    assert [c.choices[0].delta.content for c in batch] == ["x", "y", "z"]
+    batch.append(batch[0])
+    assert len(batch) == 4 and batch.count(batch[0]) == 2
 
 
 async def test_an_in_band_error_ends_a_plain_read(

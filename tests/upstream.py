@@ -59,6 +59,8 @@ any plain name             echo: one chunk per word of the last message's string
 ``html``                   200 ``text/html`` ``<html>oops</html>`` (both modes)
 ``badjson:N``              N chunks then ``data: {not json``, then a clean end.
                            non-stream: 200 ``application/json`` body ``{not json``
+``badtype:N``              N chunks (N >= 2), chunk 1's ``content`` the number 5: valid JSON,
+                           not a chunk; then finish and ``[DONE]``. non-stream: 5 as the content
 ``midstream_error:N``      N chunks, then ``data: {"error":{"message":"upstream exploded",
                            "type":"server_error","code":"boom"}}``, then ``data: [DONE]``.
                            non-stream: 200 with that error object as the body
@@ -932,6 +934,18 @@ class Upstream:
 
         return await self._contents(ctx, contents, transform=transform)
 
+    async def _sc_badtype(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
+        (n,) = _args(args, 1)
+        marker = "\u2063NUMBER\u2063"
+        contents = _toks(_int(n))
+        if len(contents) > 1:
+            contents[1] = marker
+
+        def transform(i: int, ev: bytes) -> bytes:
+            return ev.replace(_json(marker), b"5")
+
+        return await self._contents(ctx, contents, transform=transform)
+
     async def _sc_drip(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
         _args(args, 1, optional=1)
         seconds = _float(args[0])
@@ -995,6 +1009,7 @@ _SCENARIOS: dict[str, _Scenario] = {
     "midstream_error": Upstream._sc_midstream_error,
     "big": Upstream._sc_big,
     "invalid_utf8": Upstream._sc_invalid_utf8,
+    "badtype": Upstream._sc_badtype,
     "drip": Upstream._sc_drip,
     "endless": Upstream._sc_endless,
     "headerstall": Upstream._sc_headerstall,

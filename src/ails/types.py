@@ -48,6 +48,24 @@ class Chunk(msgspec.Struct, omit_defaults=True, gc=False):
     error: Any = None
 
 
+class FinishOnly(msgspec.Struct, gc=False):
+    """A choice of a :class:`ChunkMeta`: only how it ended."""
+
+    finish_reason: str | None = None
+
+
+class ChunkMeta(msgspec.Struct, gc=False):
+    """What a gateway looks at in a chunk it forwards as received: whether a
+    choice ended, the usage on the last chunk, an in-band error. Decoding only
+    these checks the JSON's syntax but not the other fields' types, and
+    builds far fewer objects than a :class:`Chunk` (see
+    :attr:`ails.providers.base.Batch.meta`)."""
+
+    choices: list[FinishOnly] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+    error: Any = None
+
+
 class TextChoice(msgspec.Struct, gc=False):
     index: int = 0
     text: str | None = None
@@ -265,9 +283,11 @@ __all__ = [
     "ChatRequest",
     "Chunk",
     "ChunkChoice",
+    "ChunkMeta",
     "Completion",
     "CompletionChoice",
     "Delta",
+    "FinishOnly",
     "Message",
     "TextChunk",
     "Usage",

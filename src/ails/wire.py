@@ -15,13 +15,13 @@ before parsing it, reads the stream correctly too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
-from ails.providers.base import Batch, raw_texts
-from ails.types import Chunk, Completion
+from ails.providers.base import Batch, chunk_meta, raw_texts
+from ails.types import Chunk, ChunkMeta, Completion
 
 #: The end of every stream.
 DONE = b"data: [DONE]\n\n"
@@ -137,8 +137,10 @@ def chunk_texts(
     asked for, when given). A usage-only chunk the client did not ask for is
     left out."""
     out = []
-    for text, chunk in zip(raw_texts(batch), batch, strict=True):
-        if text is None:
+    # The chunks' meta: a batch read as plain frames is never decoded here.
+    for text, chunk in zip(raw_texts(batch), chunk_meta(batch), strict=True):
+        if text is None:  # a chunk ails made: its meta is the chunk
+            assert isinstance(chunk, Chunk)
             data = encode(chunk, include_usage=include_usage, model=model)
             if data:
                 out.append(one_line(data.decode()))
@@ -155,16 +157,17 @@ def frame_batch(
     encode: ChunkEncoder = chunk_json,
 ) -> bytes:
     """The chunks of one read as ``data:`` events, for one write."""
-    frames = batch.frames if type(batch) is Batch else None
-    if frames is not None and _as_read(frames, batch, include_usage):
-        return frames
+    if isinstance(batch, Batch):
+        frames = batch.frames
+        if frames is not None and _as_read(frames, batch.meta, include_usage):
+            return frames
     parts = chunk_texts(batch, include_usage=include_usage, model=model, encode=encode)
     if not parts:
         return b""
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
 
 
-def _as_read(frames: bytes, batch: list[Chunk], include_usage: bool) -> bool:
+def _as_read(frames: bytes, batch: Sequence[Chunk | ChunkMeta], include_usage: bool) -> bool:
     """Whether a batch's frames as read are what :func:`chunk_texts` would
     write: no ``data: `` inside a chunk's text (the naive client), and no
     usage-only chunk to leave out."""

@@ -18,14 +18,16 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
+from ails.providers._lazy import LazyBatch
 from ails.providers.base import Batch, ChunkStream, QueueWait, Timeouts
 from ails.sse import Event, SSEDecoder
-from ails.types import Chunk
+from ails.types import Chunk, ChunkMeta
 from ails.wire import queue_ahead
 
 _chunk_decoder = msgspec.json.Decoder(Chunk, strict=False)
 _decode_one = _chunk_decoder.decode
-_decode_all = msgspec.json.Decoder(list[Chunk], strict=False).decode
+#: What a gateway looks at in each chunk of a plain read (see LazyBatch).
+_decode_meta = msgspec.json.Decoder(list[ChunkMeta], strict=False).decode
 #: The end marker as a plain event.
 _DONE_FRAME = b"data: [DONE]\n\n"
 
@@ -271,15 +273,18 @@ class SSEChunkStream(ChunkStream):
         that are all well-formed, with no in-band error, are decoded in one
         call (as one JSON array) and keep their frames, which a gateway
         forwards as they are; anything else goes event by event through
-        :meth:`_decode`, which finds the chunk at fault."""
+        :meth:`_decode`, which finds the chunk at fault. Only their
+        :class:`ChunkMeta` is decoded here: the chunks are decoded on first
+        use (:class:`LazyBatch`), where a field of the wrong type raises."""
         body = frames
         if frames.endswith(_DONE_FRAME) and (n == 1 or frames[-16:-14] == b"\n\n"):
             body = frames[:-14]  # len(_DONE_FRAME)
             data = data[:-7] if n > 1 else b""  # less ",[DONE]"
             n -= 1
         if self._decode_chunk is _decode_one and (body.isascii() or _is_utf8(body)):
+            array = b"[" + data + b"]"
             try:
-                chunks = _decode_all(b"[" + data + b"]")
+                chunks = _decode_meta(array)
             except msgspec.DecodeError:
                 chunks = None
             # One event that is two JSON values ("{},{}") is not one chunk.
@@ -299,7 +304,7 @@ class SSEChunkStream(ChunkStream):
                         self._done = True
                     else:
                         self._finished = finished
-                    return Batch(chunks, frames=body), None
+                    return LazyBatch(chunks, body, array, self.chunks_seen, self.provider), None
         texts = frames[6:-2].decode("utf-8", "replace").split("\n\ndata: ")
         return self._decode([Event(text) for text in texts])
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
 from ails.errors import NotFound
-from ails.types import Chunk, Completion, Usage, completion_from_chunks
+from ails.types import Chunk, ChunkMeta, Completion, Usage, completion_from_chunks
 
 #: Decodes a whole answer's bytes on first use of :attr:`Reply.completion`.
 CompletionDecoder = Callable[[bytes], Completion]
@@ -67,6 +67,12 @@ class Batch(list[Chunk]):
     ``data: TEXT\\n\\n`` for each chunk in order and nothing else (an
     OpenAI-style upstream's usual read): a gateway can forward them in one
     piece, and ``raw`` is cut from them only when asked for.
+
+    ``meta`` is what a gateway looks at in each chunk (finish reasons,
+    usage, an in-band error): the chunks themselves here; a stream may yield
+    a batch that decodes only that much when it reads, and its chunks on
+    first use (an OpenAI-style upstream's plain reads), so that a gateway
+    that forwards the frames never builds them.
     """
 
     __slots__ = ("_raw", "frames")
@@ -81,6 +87,10 @@ class Batch(list[Chunk]):
         super().__init__(chunks)
         self._raw = raw
         self.frames = frames
+
+    @property
+    def meta(self) -> Sequence[Chunk | ChunkMeta]:
+        return self
 
     @property
     def raw(self) -> Sequence[str | None]:
@@ -115,6 +125,11 @@ class QueueWait(Batch):
 
     def __repr__(self) -> str:
         return f"QueueWait(ahead={self.ahead}, waited={self.waited}, started={self.started})"
+
+
+def chunk_meta(batch: list[Chunk]) -> Sequence[Chunk | ChunkMeta]:
+    """What a gateway looks at in each chunk of a batch (see :attr:`Batch.meta`)."""
+    return batch.meta if isinstance(batch, Batch) else batch
 
 
 def raw_texts(batch: list[Chunk]) -> Sequence[str | None]:

@@ -29,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from ails.keyrules import read_key
 from ails.server.auth import Caller
 from ails.server.errors import GatewayError
 from ails.server.state import Count, Counter, StateStore
-from ails.types import Chunk, Usage
+from ails.types import Chunk, ChunkMeta, Usage
 
 log = logging.getLogger("ails.server")
 
@@ -347,7 +347,7 @@ class UsageMeter:
         self.reported: int | None = None
         self.chunks = 0
 
-    def observe(self, batch: list[Chunk]) -> None:
+    def observe(self, batch: Sequence[Chunk | ChunkMeta]) -> None:
         for chunk in batch:
             if chunk.usage is not None:
                 self.reported = _total(chunk.usage)

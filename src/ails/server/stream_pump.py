@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream, QueueWait
+from ails.providers.base import Batch, ChunkStream, QueueWait
 from ails.server.auth import Refund
 from ails.server.errors import Redactor, stream_error_event
 from ails.server.ratelimit import Admission, UsageMeter
@@ -114,11 +114,14 @@ async def pump(
                 if not batch.started:
                     await write(queue_comment(batch.ahead))
                 continue
+            # Only what the gateway must look at: the chunks of a batch read
+            # as plain frames are forwarded as received, never decoded.
+            meta = batch.meta if isinstance(batch, Batch) else batch  # chunk_meta(), inline
             if meter is not None:
-                meter.observe(batch)
+                meter.observe(meta)
             # Usage rides on a stream's last chunk (checked inline: per batch).
-            if record is not None and batch and batch[-1].usage is not None:
-                record.usage(batch[-1].usage)
+            if record is not None and meta and meta[-1].usage is not None:
+                record.usage(meta[-1].usage)
             # Chunks ails made say the name asked for; received ones are as sent.
             data = frame_batch(batch, include_usage=include_usage, model=model, encode=encode)
             if stream.ended:  # the last batch: sent with the end, in one write
