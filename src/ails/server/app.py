@@ -19,7 +19,6 @@ from aiohttp import web
 
 from ails._version import __version__
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream
 from ails.server.admission import AdmissionPipeline
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
@@ -42,7 +41,7 @@ from ails.server.security import install as install_security
 from ails.server.stream_pump import stream_out
 from ails.server.validation import cap_tokens, validate
 from ails.types import ChatRequest
-from ails.wire import ChunkEncoder, chunk_json, completion_json
+from ails.wire import completion_json
 
 if TYPE_CHECKING:
     from ails.server.metrics import GatewayMetrics
@@ -215,31 +214,6 @@ class Gateway:
             if refund is not None:
                 await refund()
             raise self.failure(exc, headers) from None
-        return await self.stream_out(
-            request,
-            stream,
-            headers,
-            include_usage,
-            admission,
-            refund,
-            prompt=chat_request.messages,
-            model=chat_request.model,
-        )
-
-    async def stream_out(
-        self,
-        request: web.Request,
-        stream: ChunkStream,
-        headers: dict[str, str],
-        include_usage: bool,
-        admission: Admission | None,
-        refund: Refund | None,
-        *,
-        prompt: list[dict[str, Any]],
-        model: str | None,
-        encode: ChunkEncoder = chunk_json,
-    ) -> web.StreamResponse:
-        """Send an open stream as OpenAI SSE (server/stream_pump.py)."""
         return await stream_out(
             self,
             request,
@@ -248,9 +222,8 @@ class Gateway:
             include_usage,
             admission,
             refund,
-            prompt=prompt,
-            model=model,
-            encode=encode,
+            prompt=chat_request.messages,
+            model=chat_request.model,
         )
 
     # -- the other endpoints -----------------------------------------------------

@@ -21,6 +21,7 @@ from ails.providers.base import ChunkStream, Provider, Reply
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import answer_tokens, ask_for_usage
 from ails.server.records import current_record
+from ails.server.stream_pump import stream_out
 from ails.server.validation import cap_tokens, refuse_signed, validate_completions
 from ails.wire import text_chunk_json, text_completion_json
 
@@ -83,7 +84,8 @@ class OpenAIRoutes:
             stream = await gateway.router.run(admitted.model, open_stream)
         except AilsError as exc:
             raise await self._failed(exc, admitted) from None
-        return await gateway.stream_out(
+        return await stream_out(
+            gateway,
             request,
             stream,
             admitted.headers,
