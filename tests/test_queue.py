@@ -27,6 +27,7 @@ from ails.providers.local import LocalProvider
 from ails.types import Chunk
 from cli_helpers import AILS, clean_env
 from gateway_proc import Gateway
+from sse_lines import lines_until
 
 pytestmark = pytest.mark.local
 
@@ -61,17 +62,6 @@ async def holding_the_slot(
         yield resp
     finally:
         resp.close()
-
-
-async def lines_until(resp: aiohttp.ClientResponse, marker: str) -> list[str]:
-    """The stream's lines up to (not including) the first one containing ``marker``."""
-    seen: list[str] = []
-    while True:
-        line = (await resp.content.readline()).decode()
-        assert line, f"the stream ended before {marker!r}: {seen}"
-        if marker in line:
-            return seen
-        seen.append(line.rstrip("\n"))
 
 
 DIALECTS = {

@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from gateway_proc import Gateway
+from sse_lines import lines_until
 
 pytestmark = pytest.mark.local
 
@@ -89,17 +90,6 @@ async def holding(
             stack.callback(resp.close)
             holders.append(resp)
         yield holders
-
-
-async def lines_until(resp: aiohttp.ClientResponse, marker: str) -> list[str]:
-    """The stream's lines up to (not including) the first one containing ``marker``."""
-    seen: list[str] = []
-    while True:
-        line = (await resp.content.readline()).decode()
-        assert line, f"the stream ended before {marker!r}: {seen}"
-        if marker in line:
-            return seen
-        seen.append(line.rstrip("\n"))
 
 
 def request(kind: str, *, stream: bool) -> dict[str, Any]:
