@@ -2,7 +2,9 @@
 the aiohttp installed, so that a change there fails here rather than passing
 unseen: a streamed answer's head sent with its first bytes
 (server/sse_response.py, an aiohttp class attribute with no public switch),
-and the guarded TCP site (server/listener.py, on aiohttp's public BaseSite)."""
+the guarded TCP site (server/listener.py, on aiohttp's public BaseSite), and
+a response's buffered HTTP chunks read in one step (providers/_drain.py, on
+the StreamReader's private fields)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ails.providers._drain import BULK, drain
 from ails.server.connections import ConnectionGuard, ConnectionLimits, guarded
 from ails.server.listener import listen
 from ails.server.sse_response import DEFERS_HEAD, DeferredHeadResponse
@@ -80,3 +83,81 @@ async def test_the_guarded_site_serves_through_the_guard_and_stops_with_its_runn
     assert site not in runner.sites
     with pytest.raises(OSError):  # the listening socket is closed
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_drain_is_read_nowait_in_one_step() -> None:
+    # A chunked answer, an HTTP chunk per event (as an upstream streams), read
+    # once it has all arrived: by drain() and by read_nowait(), from the
+    # start and after a partial read (a buffer entry begun), and the reader
+    # left in the same state by both.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        for i in range(12):
+            await resp.write(b"data: %d\n\n" % i)
+        await resp.write_eof()
+        return resp
+
+    def state(content: aiohttp.StreamReader) -> tuple[object, ...]:
+        splits = content._http_chunk_splits
+        return (
+            content._size,
+            content._cursor,
+            content._buffer_offset,
+            list(splits) if splits is not None else None,
+            content.at_eof(),
+            content._protocol._reading_paused,
+        )
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site.port}/"
+        seen: dict[tuple[str, int], tuple[bytes, bytes, tuple[object, ...]]] = {}
+        async with aiohttp.ClientSession() as session:
+            for name in ("drain", "read_nowait"):
+                for head in (0, 3):
+                    async with session.get(url) as r:
+                        content = r.content
+                        await content.wait_eof()
+                        assert len(content._buffer) > 2  # one entry per HTTP chunk
+                        first = await content.read(head) if head else b""
+                        data = drain(content) if name == "drain" else content.read_nowait()
+                        seen[name, head] = (first, data, state(content))
+                        assert drain(content) == b""  # nothing left
+        for head in (0, 3):
+            assert seen["drain", head] == seen["read_nowait", head]
+            first, data, _ = seen["drain", head]
+            assert first + data == b"".join(b"data: %d\n\n" % i for i in range(12))
+    finally:
+        await runner.cleanup()
+    assert BULK, "aiohttp's StreamReader lacks a field providers/_drain.py uses"
+
+
+async def test_drain_raises_the_readers_exception() -> None:
+    reader = aiohttp.StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())
+    for part in (b"a", b"b", b"c"):
+        reader.feed_data(part)
+    assert drain(reader) == b"abc"
+    for part in (b"d", b"e"):
+        reader.feed_data(part)
+    reader.set_exception(ValueError("aborted"))
+    with pytest.raises(ValueError, match="aborted"):
+        drain(reader)
+
+
+class _Protocol:
+    """What a StreamReader asks of its protocol."""
+
+    _reading_paused = False
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False

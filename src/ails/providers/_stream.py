@@ -18,6 +18,7 @@ from ails.errors import (
     UpstreamUnavailable,
     error_for_status,
 )
+from ails.providers._drain import drain
 from ails.providers._lazy import LazyBatch
 from ails.providers.base import Batch, ChunkStream, QueueWait, Timeouts
 from ails.sse import Event, SSEDecoder
@@ -175,13 +176,12 @@ class SSEChunkStream(ChunkStream):
         while True:
             self._reading = True
             try:
-                if self._armed:
-                    data = await content.readany()
-                else:
-                    data = content.read_nowait()
-                    if not data:  # this read may wait: the deadlines start to count
+                # All that is buffered in one step (an HTTP chunk per event).
+                data = drain(content)
+                if not data:
+                    if not self._armed:  # this read may wait: the deadlines start to count
                         self._arm()
-                        data = await content.readany()
+                    data = await content.readany()
             except _Aborted:
                 await self.aclose()
                 raise self._timeout_error() from None
