@@ -139,6 +139,46 @@ async def test_drain_is_read_nowait_in_one_step() -> None:
     assert BULK, "aiohttp's StreamReader lacks a field providers/_drain.py uses"
 
 
+async def test_drain_resumes_a_paused_reader_as_read_nowait_does() -> None:
+    # A small read buffer, so that the client's protocol pauses reading
+    # (more than twice the buffer waits); each read must resume it, and the
+    # whole body come through, by drain() as by read_nowait().
+    body = [b"data: %03d %s\n\n" % (i, b"x" * 90) for i in range(60)]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        for part in body:
+            await resp.write(part)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site.port}/"
+        async with aiohttp.ClientSession(read_bufsize=256) as session:
+            for read in (drain, aiohttp.StreamReader.read_nowait):
+                async with session.get(url) as r:
+                    content, got, paused = r.content, b"", 0
+                    while True:
+                        await asyncio.sleep(0.01)  # let it fill up and pause
+                        paused += content._protocol._reading_paused
+                        data = read(content) or await content.readany()
+                        if not data:
+                            break
+                        got += data
+                    assert got == b"".join(body)
+                    assert paused > 0  # it did pause, and each read let it go on
+    finally:
+        await runner.cleanup()
+
+
 async def test_drain_raises_the_readers_exception() -> None:
     reader = aiohttp.StreamReader(_Protocol(), 2**16, loop=asyncio.get_running_loop())
     for part in (b"a", b"b", b"c"):
