@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from ails.errors import AilsError, BadRequest, ProtocolError, ProviderError, Timeout
@@ -95,6 +96,10 @@ _PARAM_FIELDS = tuple(
 )
 
 
+#: ``accepted_params()`` by provider type: read per request, without a call.
+_accepted: dict[type[Provider], tuple[frozenset[str], bool]] = {}
+
+
 def request_params(provider: Provider, request: ChatRequest) -> dict[str, Any]:
     """The request as keyword arguments for ``connect``, refusing what it cannot honour."""
     # Once per request on the gateway's hot path: one comprehension, not a loop.
@@ -102,7 +107,10 @@ def request_params(provider: Provider, request: ChatRequest) -> dict[str, Any]:
     if request.extra:
         for key, value in request.extra.items():
             params.setdefault(key, value)
-    accepted, takes_extra = type(provider).accepted_params()
+    kind = type(provider)
+    accepted, takes_extra = _accepted.get(kind) or _accepted.setdefault(
+        kind, kind.accepted_params()
+    )
     if not takes_extra:
         refused = [k for k in params if k not in accepted]
         if refused:
@@ -145,36 +153,46 @@ class Router:
         return self.pool.get(provider_name), model_name
 
     # Each ``attempt`` returns the provider's coroutine for ``run`` to await,
-    # rather than awaiting it in a coroutine of its own: one frame less on
-    # the request's path (a gateway pays it on every request).
+    # rather than awaiting it in a coroutine of its own, and these three
+    # return ``run``'s coroutine for the caller to await: two frames less on
+    # the request's path (a gateway pays each on every request, and again on
+    # every resume while the upstream is waited for).
 
-    async def open_stream(self, request: ChatRequest) -> ChunkStream:
+    def open_stream(self, request: ChatRequest) -> Coroutine[Any, Any, ChunkStream]:
+        """The open stream of the answer (a coroutine: await it)."""
+        messages = request.messages
+
         def attempt(
             provider: Provider, model: str, params: dict[str, Any]
         ) -> Awaitable[ChunkStream]:
-            return provider.connect(model, request.messages, **params)
+            return provider.connect(model, messages, **params)
 
-        return await self.run(request.model, attempt, params=_params_of(request))
+        return self.run(request.model, attempt, params=partial(request_params, request=request))
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    def complete(self, request: ChatRequest) -> Coroutine[Any, Any, Completion]:
+        """The whole answer (a coroutine: await it)."""
+        messages = request.messages
+
         def attempt(
             provider: Provider, model: str, params: dict[str, Any]
         ) -> Awaitable[Completion]:
             params.pop("stream", None)
             params.pop("stream_options", None)
-            return provider.complete(model, request.messages, **params)
+            return provider.complete(model, messages, **params)
 
-        return await self.run(request.model, attempt, params=_params_of(request))
+        return self.run(request.model, attempt, params=partial(request_params, request=request))
 
-    async def reply(self, request: ChatRequest) -> Reply:
-        """A whole answer with its bytes as received (what a gateway passes on)."""
+    def reply(self, request: ChatRequest) -> Coroutine[Any, Any, Reply]:
+        """A whole answer with its bytes as received (what a gateway passes
+        on; a coroutine: await it)."""
+        messages = request.messages
 
         def attempt(provider: Provider, model: str, params: dict[str, Any]) -> Awaitable[Reply]:
             params.pop("stream", None)
             params.pop("stream_options", None)
-            return provider.reply(model, request.messages, **params)
+            return provider.reply(model, messages, **params)
 
-        return await self.run(request.model, attempt, params=_params_of(request))
+        return self.run(request.model, attempt, params=partial(request_params, request=request))
 
     async def count_tokens(self, request: ChatRequest) -> TokenCount | None:
         """The prompt's size by the backend that would answer it (retried like
@@ -261,10 +279,6 @@ class Router:
         if last is None:
             raise BadRequest("no provider can serve this request", code="no_target")
         raise last
-
-
-def _params_of(request: ChatRequest) -> Callable[[Provider], dict[str, Any]]:
-    return lambda provider: request_params(provider, request)
 
 
 def _label(target: str | tuple[Provider, str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import aiohttp
 import msgspec
@@ -26,17 +26,21 @@ from ails.errors import (
     Timeout,
     UpstreamUnavailable,
 )
-from ails.providers._deadline import Deadline, min_opt, within
+from ails.providers._deadline import Deadline, within
+from ails.providers._drain import drain
 from ails.providers._errors import error_from_body, parse_retry_after
+from ails.providers._probe import _not_a_completion, _probe, _usage_decoder
 from ails.providers._stream import (
     _CONNECTION_ERRORS,
     SSEChunkStream,
     in_band_error,
 )
 from ails.providers.base import Provider, Reply, Timeouts
-from ails.types import Chunk, Completion, Usage
+from ails.types import Chunk, Completion
 
 log = logging.getLogger("ails.http")
+
+T = TypeVar("T")
 
 #: An error body larger than this is cut: it is for a message, not a payload.
 MAX_ERROR_BODY = 64 * 1024
@@ -46,22 +50,28 @@ DEFAULT_MAX_CONNECTIONS = 256
 #: must not make us buffer without bound).
 MAX_JSON_BODY = 32 * 1024 * 1024
 
+#: What sending a request may raise that :meth:`HTTPProvider._send_failed` maps.
+_SEND_ERRORS = (asyncio.CancelledError, aiohttp.InvalidURL, *_CONNECTION_ERRORS)
+
 _completion_decoder = msgspec.json.Decoder(Completion, strict=False)
 _encode = msgspec.json.Encoder().encode
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
     """Read at most ``limit`` bytes of a body; say whether it was cut."""
+    content = resp.content
     parts: list[bytes] = []
     size = 0
     while True:
-        data = await resp.content.readany()
+        data = drain(content) or await content.readany()
         if not data:
             return b"".join(parts), False
         parts.append(data)
         size += len(data)
         if size > limit:
             return b"".join(parts)[:limit], True
+        if content.at_eof():  # not one more read to learn that
+            return b"".join(parts), False
 
 
 class HTTPProvider(Provider):
@@ -143,60 +153,48 @@ class HTTPProvider(Provider):
         its errors otherwise (Anthropic's ``error.type``) overrides this."""
         return error_from_body(status, raw, provider=self.name, retry_after=retry_after)
 
-    async def post(
-        self, path: str, body: dict[str, Any], *, streaming: bool
-    ) -> tuple[aiohttp.ClientResponse, float]:
-        """Send the request, wait for the headers, map failures to the error tree.
-
-        A streamed answer's headers come before any content, so the idle limit
-        applies to them; a whole answer's headers come after all of it, so only
-        the total limit does.
-        """
-        url = f"{self.base_url}{path}"
-        headers = self.request_headers()
-        headers.setdefault("content-type", "application/json")
-        started = asyncio.get_running_loop().time()
-        timeouts = self.timeouts
-        limit = min_opt(timeouts.idle, timeouts.total) if streaming else timeouts.total
-        # The deadline inline, not a coroutine around the call: one frame
-        # less on every resume of the request's task.
-        deadline = Deadline(limit) if limit is not None else None
-        try:
-            resp = await self.session().post(url, data=_encode(body), headers=headers)
-        except asyncio.CancelledError:
-            if deadline is not None and deadline.expired():
-                raise Timeout(
-                    f"no response from {url} within {limit:g} s",
-                    kind="idle" if limit == timeouts.idle else "total",
-                    provider=self.name,
-                ) from None
-            raise
-        except aiohttp.ServerTimeoutError as exc:  # aiohttp's own: the connect limit
-            raise Timeout(
+    def _send_failed(
+        self, exc: BaseException, url: str, limit: float | None, deadline: Deadline | None
+    ) -> AilsError | None:
+        """A failure to send as an ails error, with the cause to raise it
+        ``from``, or ``None``: not ours to map (a cancellation from elsewhere)."""
+        error: AilsError
+        cause: BaseException | None = exc
+        if isinstance(exc, asyncio.CancelledError):
+            if deadline is None or not deadline.expired():
+                return None
+            error = Timeout(
+                f"no response from {url} within {limit:g} s",
+                kind="idle" if limit == self.timeouts.idle else "total",
+                provider=self.name,
+            )
+            cause = None
+        elif isinstance(exc, aiohttp.ServerTimeoutError):  # aiohttp's own: the connect limit
+            error = Timeout(
                 f"could not connect to {url} within {self.timeouts.connect} s",
                 kind="connect",
                 provider=self.name,
-            ) from exc
-        except aiohttp.InvalidURL as exc:
-            raise AilsError(f"invalid base_url for {self.name}: {url}") from exc
-        except _CONNECTION_ERRORS as exc:
-            raise UpstreamUnavailable(
+            )
+        elif isinstance(exc, aiohttp.InvalidURL):
+            error = AilsError(f"invalid base_url for {self.name}: {url}")
+        else:
+            error = UpstreamUnavailable(
                 f"cannot reach {url}: {exc.__class__.__name__}: {exc}",
                 provider=self.name,
                 code=CONNECTION_FAILED,
-            ) from exc
+            )
+        error.__cause__ = cause  # raised ``from`` it
+        return error
+
+    async def _refusal(self, resp: aiohttp.ClientResponse) -> ProviderError:
+        """An error status's answer as the error to raise (its body read, cut)."""
+        try:
+            raw, _ = await read_limited(resp, MAX_ERROR_BODY)
+        except _CONNECTION_ERRORS:
+            raw = b""
         finally:
-            if deadline is not None:
-                deadline.cancel()
-        if resp.status >= 400:
-            try:
-                raw, _ = await read_limited(resp, MAX_ERROR_BODY)
-            except _CONNECTION_ERRORS:
-                raw = b""
-            finally:
-                resp.close()
-            raise self.error_from_response(resp.status, raw, parse_retry_after(resp.headers))
-        return resp, started
+            resp.close()
+        return self.error_from_response(resp.status, raw, parse_retry_after(resp.headers))
 
     async def open_sse(
         self,
@@ -209,7 +207,32 @@ class HTTPProvider(Provider):
         """POST for an event stream; ``stream_type`` reads its events (OpenAI
         chunks by default; another upstream's event format in a subclass);
         ``decode`` reads an OpenAI stream of another object (text completions)."""
-        resp, started = await self.post(path, body, streaming=True)
+        # The send is inline here and in post_for_json, not a coroutine of
+        # its own that both await: one frame less on every request. A
+        # streamed answer's headers come before any content, so the idle
+        # limit applies to them; a whole answer's come after all of it, so
+        # only the total limit does.
+        url = f"{self.base_url}{path}"
+        headers = self.request_headers()
+        headers.setdefault("content-type", "application/json")
+        timeouts = self.timeouts
+        idle, limit = timeouts.idle, timeouts.total
+        if idle is not None and (limit is None or idle < limit):
+            limit = idle
+        started = asyncio.get_running_loop().time()
+        deadline = Deadline(limit) if limit is not None else None
+        try:
+            resp = await self.session().post(url, data=_encode(body), headers=headers)
+        except _SEND_ERRORS as exc:
+            error = self._send_failed(exc, url, limit, deadline)
+            if error is None:
+                raise
+            raise error from error.__cause__
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+        if resp.status >= 400:
+            raise await self._refusal(resp)
         ctype = resp.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
             try:
@@ -226,21 +249,57 @@ class HTTPProvider(Provider):
             )
         if decode is not None:
             return SSEChunkStream(
-                resp, provider=self.name, timeouts=self.timeouts, started=started, decode=decode
+                resp, provider=self.name, timeouts=timeouts, started=started, decode=decode
             )
-        return stream_type(resp, provider=self.name, timeouts=self.timeouts, started=started)
+        return stream_type(resp, provider=self.name, timeouts=timeouts, started=started)
 
-    async def post_for_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, Any]:
+    @overload
+    async def post_for_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, Any]: ...
+
+    @overload
+    async def post_for_json(
+        self, path: str, body: dict[str, Any], then: Callable[[bytes, Any], T]
+    ) -> T: ...
+
+    async def post_for_json(
+        self, path: str, body: dict[str, Any], then: Callable[[bytes, Any], T] | None = None
+    ) -> tuple[bytes, Any] | T:
         """POST for a whole JSON answer: its bytes as received and its top-level
-        fields ``error``/``choices``/``data`` (nothing else is decoded).
+        fields ``error``/``choices``/``data`` (nothing else is decoded), or
+        what ``then`` makes of those two (in this coroutine, not another one
+        around it: :meth:`completion_reply`).
 
         An upstream may answer ``200`` with ``{"error": ...}``: that is raised
         here, once, for the library and a gateway alike, as is a body that is
         not a JSON object at all.
         """
-        resp, _ = await self.post(path, body, streaming=False)
+        # The send as in open_sse (the total limit only).
+        url = f"{self.base_url}{path}"
+        headers = self.request_headers()
+        headers.setdefault("content-type", "application/json")
+        limit = self.timeouts.total
+        deadline = Deadline(limit) if limit is not None else None
         try:
-            raw, cut = await read_limited(resp, MAX_JSON_BODY)
+            resp = await self.session().post(url, data=_encode(body), headers=headers)
+        except _SEND_ERRORS as exc:
+            error = self._send_failed(exc, url, limit, deadline)
+            if error is None:
+                raise
+            raise error from error.__cause__
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+        if resp.status >= 400:
+            raise await self._refusal(resp)
+        content = resp.content
+        try:
+            if content.is_eof():  # all of it is here (a short answer): one step
+                raw = drain(content)
+                cut = len(raw) > MAX_JSON_BODY
+                if cut:
+                    raw = raw[:MAX_JSON_BODY]
+            else:
+                raw, cut = await read_limited(resp, MAX_JSON_BODY)
         except _CONNECTION_ERRORS as exc:
             resp.close()
             raise UpstreamUnavailable(
@@ -260,7 +319,7 @@ class HTTPProvider(Provider):
             raise _not_a_completion(self.name, str(exc)) from None
         if probe.error is not None:
             raise in_band_error(probe.error, provider=self.name)
-        return raw, probe
+        return (raw, probe) if then is None else then(raw, probe)
 
     async def get_json(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """GET a JSON answer (a model list), decoded, within the total time
@@ -304,74 +363,29 @@ class HTTPProvider(Provider):
     async def reply_json(self, path: str, body: dict[str, Any]) -> Reply:
         """POST for a whole ``chat.completion``; keep its bytes, decode the
         completion lazily (:meth:`post_for_json` raises in-band errors)."""
-        raw, probe = await self.post_for_json(path, body)
-        return self.completion_reply(raw, probe)
+        return await self.post_for_json(path, body, self.completion_reply)
 
     def completion_reply(self, raw: bytes, probe: Any) -> Reply:
         """The :class:`Reply` of a whole ``chat.completion`` that
-        :meth:`post_for_json` returned (a provider awaits that itself: one
-        coroutine less per request than :meth:`reply_json`)."""
-        if not probe.has_choices:
+        :meth:`post_for_json` read (a provider passes this to it as ``then``:
+        one coroutine less per request than :meth:`reply_json`)."""
+        # has_choices and read_usage, inline: this runs on every request.
+        choices = probe.choices
+        if not (choices and memoryview(choices)[0] == 0x5B):  # "["
             raise _not_a_completion(self.name, "no 'choices'")
-        return Reply(raw=raw, decode=self._decode_completion, usage=probe.read_usage())
+        usage = None
+        if probe.usage:
+            try:  # not contextlib.suppress: a context manager per request
+                usage = _usage_decoder.decode(probe.usage)
+            except msgspec.DecodeError:
+                usage = None  # not a usage object: the answer is passed on all the same
+        return Reply(raw=raw, decode=self._decode_completion, usage=usage)
 
     def _decode_completion(self, data: bytes) -> Completion:
         try:
             return _completion_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise _not_a_completion(self.name, str(exc)) from None
-
-
-#: A field the answer did not have.
-_ABSENT = msgspec.Raw(b"")
-
-
-class _Probe(msgspec.Struct):
-    """Just enough of an answer to tell it from an error: ``choices`` of a
-    completion, ``data`` of an embeddings list. Those two are kept as their
-    JSON text, checked to be arrays but never decoded: the client gets the
-    bytes anyway, and an embeddings list can be large."""
-
-    error: Any = None
-    choices: msgspec.Raw = _ABSENT
-    data: msgspec.Raw = _ABSENT
-    usage: msgspec.Raw = _ABSENT
-
-    def read_usage(self) -> Usage | None:
-        """``usage``, or ``None`` when it is missing or not a usage object
-        (the answer is passed on all the same)."""
-        if not self.usage:
-            return None
-        try:
-            return _usage_decoder.decode(self.usage)
-        except msgspec.DecodeError:
-            return None
-
-    @property
-    def has_choices(self) -> bool:
-        """``choices`` is a JSON array."""
-        return _is_array(self.choices)
-
-    @property
-    def has_data(self) -> bool:
-        """``data`` is a JSON array."""
-        return _is_array(self.data)
-
-
-def _is_array(raw: msgspec.Raw) -> bool:
-    return len(raw) > 0 and memoryview(raw)[0] == 0x5B  # "["
-
-
-_probe = msgspec.json.Decoder(_Probe).decode
-_usage_decoder: msgspec.json.Decoder[Usage | None] = msgspec.json.Decoder(Usage | None)
-
-
-def _not_a_completion(provider: str, why: str, kind: str = "chat.completion") -> ProtocolError:
-    return ProtocolError(
-        f"answer is not a {kind} JSON object: {why}",
-        provider=provider,
-        code="invalid_completion",
-    )
 
 
 __all__ = [
