@@ -95,15 +95,22 @@ class SSEDecoder:
         self.retry: int | None = None
         #: Last event ID, to send as ``Last-Event-ID`` on reconnect.
         self.last_event_id: str | None = None
-        self._reset_stream()
+        # _reset_stream's fields, set here without the call: a gateway makes a
+        # decoder per stream.
+        self._tail = b""
+        self._after_cr = False
+        self._at_start = True
+        self._data: list[str] = []
+        self._event = ""
+        self._block_retry: int | None = None
 
     def _reset_stream(self) -> None:
         self._tail = b""  # bytes of the line not yet terminated; never holds a CR
         self._after_cr = False  # last read ended in CR: a leading LF next is its pair
         self._at_start = True  # the first line may still begin with a BOM
-        self._data: list[str] = []  # non-empty once a data field is seen in this block
+        self._data = []  # non-empty once a data field is seen in this block
         self._event = ""
-        self._block_retry: int | None = None
+        self._block_retry = None
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Take one read; return every event it completed, in order."""

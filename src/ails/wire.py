@@ -15,13 +15,13 @@ before parsing it, reads the stream correctly too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
 from ails.providers.base import Batch, chunk_meta, raw_texts
-from ails.types import Chunk, ChunkMeta, Completion
+from ails.types import Chunk, Completion
 
 #: The end of every stream.
 DONE = b"data: [DONE]\n\n"
@@ -159,25 +159,23 @@ def frame_batch(
     """The chunks of one read as ``data:`` events, for one write."""
     if isinstance(batch, Batch):
         frames = batch.frames
-        if frames is not None and _as_read(frames, batch.meta, include_usage):
-            return frames
+        # The frames as read are what chunk_texts would write when no chunk's
+        # text holds a "data: " (the naive client) and, unless usage was asked
+        # for, no chunk is usage-only (left out). Inline: this runs per read.
+        if frames is not None:
+            meta = batch.meta
+            if frames.count(b"data: ") == len(meta):
+                if include_usage:
+                    return frames
+                for chunk in meta:  # a loop, not all(): no generator per read
+                    if chunk.usage is not None and not chunk.choices:
+                        break
+                else:
+                    return frames
     parts = chunk_texts(batch, include_usage=include_usage, model=model, encode=encode)
     if not parts:
         return b""
     return ("data: " + "\n\ndata: ".join(parts) + "\n\n").encode()
-
-
-def _as_read(frames: bytes, batch: Sequence[Chunk | ChunkMeta], include_usage: bool) -> bool:
-    """Whether a batch's frames as read are what :func:`chunk_texts` would
-    write: no ``data: `` inside a chunk's text (the naive client), and no
-    usage-only chunk to leave out."""
-    if frames.count(b"data: ") != len(batch):
-        return False
-    if not include_usage:
-        for chunk in batch:  # a loop, not all(): this runs for every read
-            if chunk.usage is not None and not chunk.choices:
-                return False
-    return True
 
 
 def named_events(events: Iterable[tuple[str, Any]]) -> bytes:

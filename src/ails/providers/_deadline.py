@@ -45,8 +45,15 @@ class Deadline:
         self._handle: asyncio.TimerHandle | None = None
         self._due: dict[Deadline, None] | None = None
         if limit > SHARED_ABOVE:
-            self._due = _shared_second(loop, math.ceil(loop.time() + limit))
-            self._due[self] = None
+            second = math.ceil(loop.time() + limit)
+            owner, seconds = _seconds
+            # The usual case inline (this loop's second has its timer already);
+            # _shared_second makes what is missing.
+            due = seconds.get(second) if owner is loop else None
+            if due is None:
+                due = _shared_second(loop, second)
+            due[self] = None
+            self._due = due
         else:
             self._handle = loop.call_later(limit, self.fire)
 

@@ -76,7 +76,6 @@ class SSEChunkStream(ChunkStream):
 
     __slots__ = (
         "_armed",
-        "_closed",
         "_decode_chunk",
         "_decoder",
         "_done",
@@ -91,6 +90,7 @@ class SSEChunkStream(ChunkStream):
         "_timed_out",
         "_total_deadline",
         "chunks_seen",
+        "closed",
         "provider",
     )
 
@@ -112,7 +112,7 @@ class SSEChunkStream(ChunkStream):
         self._decoder = SSEDecoder(keep_comments=True)
         self._done = False
         self._finished = False
-        self._closed = False
+        self.closed = False
         self._reading = False
         self._timed_out: str | None = None
         self._pending: AilsError | None = None
@@ -142,7 +142,7 @@ class SSEChunkStream(ChunkStream):
 
     def _on_timer(self) -> None:
         self._handle = None
-        if self._closed:
+        if self.closed:
             return
         deadline = self._deadline()
         if deadline is None:
@@ -341,9 +341,9 @@ class SSEChunkStream(ChunkStream):
         return batch, None
 
     async def aclose(self) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         self._done = True
         if self._handle is not None:
             self._handle.cancel()

@@ -183,6 +183,11 @@ class ChunkStream(ABC):
     chunk's text as received.
     """
 
+    #: True once the stream is closed (:meth:`aclose` ran, or it closed
+    #: itself at its end), so that a caller may skip :meth:`aclose`; a stream
+    #: that does not keep track says False, and is closed again (harmless).
+    closed: bool = False
+
     def __aiter__(self) -> ChunkStream:
         return self
 

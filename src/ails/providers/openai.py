@@ -73,8 +73,12 @@ class OpenAIProvider(KeyedHTTPProvider):
     ) -> Coroutine[Any, Any, ChunkStream]:
         """Send the request; the open stream of the answer (a coroutine: await it)."""
         args = locals()
-        # The named fields that were given, then unknown ones untouched.
-        body = {k: args[k] for k in _NAMED if args[k] is not None}
+        # The named fields that were given, then unknown ones untouched (a
+        # loop: a comprehension is a call of its own before Python 3.12).
+        body = {}
+        for name in _NAMED:
+            if (value := args[name]) is not None:
+                body[name] = value
         body.update(extra)
         body["stream"] = True
         return self.open_sse("/chat/completions", body)

@@ -81,8 +81,10 @@ async def stream_out(
         return resp
     finally:
         # Also on cancellation (the client went away): the upstream request
-        # is closed, or the local generation stopped, at once.
-        await stream.aclose()
+        # is closed, or the local generation stopped, at once. A stream that
+        # closed itself at its end is not closed again (a coroutine less).
+        if not stream.closed:
+            await stream.aclose()
         if metrics is not None:
             metrics.streams -= 1
         if meter is not None and admission is not None:  # whatever the stream used
