@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import inspect
+from typing import Any
 
 import pytest
 
@@ -16,8 +18,10 @@ from ails.errors import (
     error_for_status,
 )
 from ails.providers._http import error_from_body, parse_retry_after
+from ails.providers.openai import _NAMED, OpenAIProvider
 from ails.providers.registry import split_model
-from ails.router import RETRY_AFTER_CAP, is_retryable, retry_delay
+from ails.router import _PARAM_FIELDS, RETRY_AFTER_CAP, is_retryable, request_params, retry_delay
+from ails.types import ChatRequest
 
 
 def test_backoff_doubles_to_a_cap_with_jitter() -> None:
@@ -103,3 +107,37 @@ def test_ails_model_changes_the_default(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # a key does not change the default
     monkeypatch.delenv("AILS_MODEL")
     assert split_model(None) == ("local", "default")
+
+
+def test_request_params_has_every_field_of_a_request() -> None:
+    # request_params names each field (no loop over them, for speed): a field
+    # added to ChatRequest must be added there too, or this fails.
+    values = {f: object() for f in _PARAM_FIELDS}
+    request = ChatRequest(model="m", messages=[], extra={"x_extra": 1}, **values)
+    provider = OpenAIProvider(base_url="http://127.0.0.1:9/v1")
+    assert request_params(provider, request) == {**values, "x_extra": 1}
+    assert request_params(provider, ChatRequest(model="m", messages=[])) == {"stream": False}
+
+
+async def test_connect_sends_every_named_field_in_order() -> None:
+    # OpenAIProvider.connect names each field it takes (no loop over
+    # locals()): every one it declares goes into the body, in this order,
+    # then the unknown ones, then stream: true.
+    names = [
+        p
+        for p in inspect.signature(OpenAIProvider.connect).parameters
+        if p not in ("self", "stream", "extra")
+    ]
+    assert tuple(names) == _NAMED
+    provider = OpenAIProvider(base_url="http://127.0.0.1:9/v1")
+    sent: list[dict[str, Any]] = []
+
+    async def open_sse(path: str, body: dict[str, Any]) -> Any:
+        sent.append(body)
+
+    provider.open_sse = open_sse  # type: ignore[method-assign,assignment]
+    values = {name: f"v-{name}" for name in names}
+    await provider.connect(**values, stream=False, other="o")  # type: ignore[arg-type]
+    await provider.connect("m", [], top_p=None, seed=3)
+    assert list(sent[0].items()) == [*values.items(), ("other", "o"), ("stream", True)]
+    assert sent[1] == {"model": "m", "messages": [], "seed": 3, "stream": True}

@@ -102,12 +102,36 @@ _accepted: dict[type[Provider], tuple[frozenset[str], bool]] = {}
 
 def request_params(provider: Provider, request: ChatRequest) -> dict[str, Any]:
     """The request as keyword arguments for ``connect``, refusing what it cannot honour."""
-    # Once per request on the gateway's hot path: a loop, not a comprehension,
-    # which is a call of its own before Python 3.12 (1.5k instructions more).
-    params = {}
-    for field in _PARAM_FIELDS:
-        if (value := getattr(request, field)) is not None:
-            params[field] = value
+    # Once per request on the gateway's hot path: each field by name, not a
+    # getattr loop over _PARAM_FIELDS (2k instructions, not 7k, measured);
+    # tests/test_router.py checks that every field is here.
+    r = request
+    params: dict[str, Any] = {}
+    v: Any
+    if (v := r.stream) is not None:
+        params["stream"] = v
+    if (v := r.temperature) is not None:
+        params["temperature"] = v
+    if (v := r.top_p) is not None:
+        params["top_p"] = v
+    if (v := r.max_tokens) is not None:
+        params["max_tokens"] = v
+    if (v := r.stop) is not None:
+        params["stop"] = v
+    if (v := r.seed) is not None:
+        params["seed"] = v
+    if (v := r.n) is not None:
+        params["n"] = v
+    if (v := r.user) is not None:
+        params["user"] = v
+    if (v := r.tools) is not None:
+        params["tools"] = v
+    if (v := r.tool_choice) is not None:
+        params["tool_choice"] = v
+    if (v := r.response_format) is not None:
+        params["response_format"] = v
+    if (v := r.stream_options) is not None:
+        params["stream_options"] = v
     if request.extra:
         for key, value in request.extra.items():
             params.setdefault(key, value)

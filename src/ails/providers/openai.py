@@ -72,13 +72,36 @@ class OpenAIProvider(KeyedHTTPProvider):
         **extra: Any,
     ) -> Coroutine[Any, Any, ChunkStream]:
         """Send the request; the open stream of the answer (a coroutine: await it)."""
-        args = locals()
-        # The named fields that were given, then unknown ones untouched (a
-        # loop: a comprehension is a call of its own before Python 3.12).
-        body = {}
-        for name in _NAMED:
-            if (value := args[name]) is not None:
-                body[name] = value
+        # The named fields that were given, in this order, then unknown ones
+        # untouched. Each by name, not a loop over locals(): 5k instructions
+        # less per request (tests/test_upstream.py checks every field).
+        body: dict[str, Any] = {}
+        if model is not None:
+            body["model"] = model
+        if messages is not None:
+            body["messages"] = messages
+        if temperature is not None:
+            body["temperature"] = temperature
+        if top_p is not None:
+            body["top_p"] = top_p
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if stop is not None:
+            body["stop"] = stop
+        if seed is not None:
+            body["seed"] = seed
+        if n is not None:
+            body["n"] = n
+        if user is not None:
+            body["user"] = user
+        if tools is not None:
+            body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if response_format is not None:
+            body["response_format"] = response_format
+        if stream_options is not None:
+            body["stream_options"] = stream_options
         body.update(extra)
         body["stream"] = True
         return self.open_sse("/chat/completions", body)
@@ -132,6 +155,8 @@ class OpenAIProvider(KeyedHTTPProvider):
         return [m for m in items if isinstance(m, dict) and "id" in m]
 
 
+#: connect's named fields, in the order they go into the body (a test keeps
+#: this and connect's signature and its body the same).
 _NAMED = (
     "model",
     "messages",
