@@ -287,7 +287,12 @@ class GatewayRouter(Router):
         return self.serves(model)
 
     def targets(self, model: str | None) -> list[_Target]:
-        return self._table.get(self._named(model or ""), [])
+        # _named inline: once per request.
+        name = model or ""
+        found = self._table.get(name)
+        if found is None and self._wildcards:
+            found = self._table.get(registry.resolve_alias(name, self.gateway_aliases))
+        return found if found is not None else []
 
     def retries_for(self, provider: Provider) -> int:
         return self._retries.get(id(provider), self.max_retries)
