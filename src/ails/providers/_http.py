@@ -3,9 +3,9 @@ The stream of chunks with its deadlines is in ``_stream``.
 
 aiohttp, not httpx: measured on this machine, httpx 0.28's pool spends ~9 ms
 of CPU per request at 64 concurrent connections, while aiohttp holds up and
-streams 1.7x faster (docs/architecture.md). Reads are bulk (``readany``),
-lines are split in bulk by :mod:`ails.sse`, and chunks are decoded by msgspec
-straight into :class:`ails.types.Chunk`.
+streams 1.7x faster (docs/architecture.md). Reads are bulk (all that is
+buffered, in one step: ``_drain``), lines are split in bulk by :mod:`ails.sse`,
+and chunks are decoded by msgspec straight into :class:`ails.types.Chunk`.
 """
 
 from __future__ import annotations
