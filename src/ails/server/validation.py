@@ -74,7 +74,9 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
 
 def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, bool]:
     """Check the fields the gateway acts on; return ``(model, stream, include_usage)``."""
-    model = _model(body)
+    model = body.get("model")
+    if type(model) is not str or not model:  # the usual one passes without a call
+        model = _model(body)  # raises the 400 that says why
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(
