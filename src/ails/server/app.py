@@ -20,6 +20,7 @@ from aiohttp import web
 from ails._version import __version__
 from ails.errors import AilsError
 from ails.server.admission import AdmissionPipeline
+from ails.server.answer import JSONAnswer
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.connections import ConnectionGuard
@@ -147,7 +148,7 @@ class Gateway:
             cached = await self.cache.get(key)
             headers["x-ails-cache"] = "miss" if cached is None else "hit"
             if cached is not None:  # nothing generated: no tokens to count
-                return web.Response(body=cached, content_type=JSON_TYPE, headers=headers)
+                return JSONAnswer(cached, headers)
         try:
             reply = await self.router.reply(chat_request)
         except AilsError as exc:
@@ -172,7 +173,7 @@ class Gateway:
         if limits is not None and limits.counts_tokens:
             limits.charge(answer_tokens(answer, chat_request.messages))
             headers.update(limits.headers())
-        return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
+        return JSONAnswer(answer, headers)  # web.Response's, for less (server/answer.py)
 
     def _validate_chat(self, body: dict[str, Any]) -> tuple[str, bool, bool]:
         # A method, not a functools.partial: measured, the partial (its keyword
