@@ -1,5 +1,6 @@
 """Request intake with plain values: the remembered valid keys, the body read
-from the buffer or streamed, within its limit; the non-streamed answer."""
+from the buffer or streamed, within its limit; validation's short ways; the
+non-streamed answer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ails.server.auth import Authenticator
 from ails.server.body import read_body
 from ails.server.errors import GatewayError
 from ails.server.state import MemoryStore
+from ails.server.validation import validate
 
 # -- keys --------------------------------------------------------------------------------
 
@@ -118,3 +120,34 @@ def test_a_json_answer_is_made_by_aiohttp_when_it_is_not_alike(
     made = JSONAnswer(b"{}", {"x-request-id": "r"})
     assert made.status == 200 and made.content_type == "application/json"
     assert made.body == b"{}" and made.headers["x-request-id"] == "r"
+
+
+# -- validation --------------------------------------------------------------------------
+
+_OK = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("message", "param", "code"),
+    [("x", "messages[1]", "invalid_type"),
+     ({"content": "hi"}, "messages[1].role", "missing_required_parameter"),
+     ({"role": ""}, "messages[1].role", "invalid_value"),
+     ({"role": 5}, "messages[1].role", "invalid_type"),
+     ({"role": "user", "content": 5}, "messages[1].content", "invalid_type")],
+)  # fmt: skip
+def test_a_bad_message_is_named_by_its_index(message: Any, param: str, code: str) -> None:
+    body = {"model": "m", "messages": [_OK, message, "never looked at"]}
+    with pytest.raises(GatewayError) as refused:
+        validate(body, max_messages=10)
+    assert (refused.value.param, refused.value.code) == (param, code)
+
+
+def test_the_optional_fields_are_checked_whenever_present() -> None:
+    assert validate({"model": "m", "messages": [_OK]}, max_messages=1) == ("m", False, False)
+    body = {"model": "m", "messages": [_OK], "stream": True}
+    assert validate(body, max_messages=1) == ("m", True, False)
+    body = {"stream_options": {"include_usage": True}, "model": "m", "messages": [_OK]}
+    assert validate(body, max_messages=1) == ("m", False, True)
+    for bad in ({"stream": "yes"}, {"temperature": 3}, {"max_tokens": 0}, {"stop": 5}):
+        with pytest.raises(GatewayError):
+            validate({"model": "m", "messages": [_OK], **bad}, max_messages=1)
