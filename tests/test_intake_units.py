@@ -17,7 +17,7 @@ from ails.server import answer
 from ails.server.answer import JSONAnswer, _attributes
 from ails.server.auth import Authenticator
 from ails.server.body import read_body
-from ails.server.errors import GatewayError
+from ails.server.errors import GatewayError, Redactor
 from ails.server.state import MemoryStore
 from ails.server.validation import validate
 
@@ -151,3 +151,15 @@ def test_the_optional_fields_are_checked_whenever_present() -> None:
     for bad in ({"stream": "yes"}, {"temperature": 3}, {"max_tokens": 0}, {"stop": 5}):
         with pytest.raises(GatewayError):
             validate({"model": "m", "messages": [_OK], **bad}, max_messages=1)
+
+
+# -- the redactor's gates ----------------------------------------------------------------
+
+
+def test_the_redactor_searches_a_line_only_for_needles_that_hold_no_other() -> None:
+    redact = Redactor(["sk-secret-1", "cret"], names={"http://up:1": "<u1>", "up:1": "<u1>"})
+    assert sorted(redact._gates) == ["cret", "up:1"]
+    line = "POST /v1/chat/completions 200 rid=abc who=key:k1"
+    assert redact(line) is line  # nothing there: the same string back
+    assert redact("sk-secret-1 at http://up:1/v1, up:1") == "*** at <u1>/v1, <u1>"
+    assert redact("cret") == "***"
