@@ -183,6 +183,11 @@ class Gateway:
     def chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
             cap_tokens(body, self.max_tokens_cap)
+        if len(body) == 2:  # the plainest body, model and messages: by position,
+            try:  # with no look at its keys (measured: 1.7k instructions, not 3.7k)
+                return ChatRequest(body["model"], body["messages"])
+            except KeyError:
+                pass  # two other fields: as any body
         if body.keys() <= _REQUEST_FIELDS:  # the usual body: nothing unknown
             return ChatRequest(**body)
         known = {k: v for k, v in body.items() if k in _REQUEST_FIELDS}
