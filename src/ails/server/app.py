@@ -20,6 +20,7 @@ from aiohttp import web
 from ails._version import __version__
 from ails.errors import AilsError
 from ails.server.admission import AdmissionPipeline
+from ails.server.answer import JSONAnswer
 from ails.server.auth import Authenticator, Refund
 from ails.server.cache import ResponseCache, cache_key
 from ails.server.connections import ConnectionGuard
@@ -34,7 +35,7 @@ from ails.server.middleware import AccessLogger, request_middleware
 from ails.server.openai_routes import OpenAIRoutes
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, answer_tokens, ask_for_usage
-from ails.server.records import current_record
+from ails.server.records import CURRENT
 from ails.server.routing import GatewayRouter
 from ails.server.security import SecurityPolicy
 from ails.server.security import install as install_security
@@ -147,7 +148,7 @@ class Gateway:
             cached = await self.cache.get(key)
             headers["x-ails-cache"] = "miss" if cached is None else "hit"
             if cached is not None:  # nothing generated: no tokens to count
-                return web.Response(body=cached, content_type=JSON_TYPE, headers=headers)
+                return JSONAnswer(cached, headers)
         try:
             reply = await self.router.reply(chat_request)
         except AilsError as exc:
@@ -157,7 +158,7 @@ class Gateway:
         if reply.queue_ms is not None:  # how long it waited for a busy model
             headers[QUEUE_MS_HEADER] = str(reply.queue_ms)
         answer = reply.raw
-        record = current_record()
+        record = CURRENT.get()
         if answer is None:  # made here: it says the name asked for (an alias, say)
             answer = completion_json(reply.completion, model=chat_request.model)
             if record is not None:
@@ -172,15 +173,24 @@ class Gateway:
         if limits is not None and limits.counts_tokens:
             limits.charge(answer_tokens(answer, chat_request.messages))
             headers.update(limits.headers())
-        return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
+        return JSONAnswer(answer, headers)  # web.Response's, for less (server/answer.py)
 
     def _validate_chat(self, body: dict[str, Any]) -> tuple[str, bool, bool]:
+        # A method, not a functools.partial: measured, the partial (its keyword
+        # merged per call) costs more than this frame.
         return validate(body, max_messages=self.max_messages)
 
     def chat_request(self, body: dict[str, Any]) -> ChatRequest:
         if self.max_tokens_cap is not None:
             cap_tokens(body, self.max_tokens_cap)
-        if body.keys() <= _REQUEST_FIELDS:  # the usual body: nothing unknown
+        if len(body) == 2:  # the plainest body, model and messages: by position,
+            try:  # with no look at its keys (measured: 1.7k instructions, not 3.7k)
+                return ChatRequest(body["model"], body["messages"])
+            except KeyError:
+                pass  # two other fields: as any body
+        # The usual body: nothing unknown. (issuperset walks the dict: 0.5k
+        # instructions less than ``body.keys() <= _REQUEST_FIELDS``.)
+        if _REQUEST_FIELDS.issuperset(body):
             return ChatRequest(**body)
         known = {k: v for k, v in body.items() if k in _REQUEST_FIELDS}
         extra = {k: v for k, v in body.items() if k not in _REQUEST_FIELDS}

@@ -109,8 +109,22 @@ class Redactor:
         #: Upstream addresses (URL, host:port) shown as the upstream's display
         #: name: a client learns which upstream failed, not where it lives.
         self.names = sorted((names or {}).items(), key=lambda kv: len(kv[0]), reverse=True)
+        # Called on every access line (server/logsink.py: its path and request
+        # id are the client's, and may quote a key), which almost never holds
+        # anything to remove. So a text is first searched only for the needles
+        # that contain no other needle: every needle contains one of them
+        # (an upstream's URL holds its host:port), so when none is there,
+        # nothing is, and the text is returned as it came.
+        needles = {*self.secrets, *(address for address, _ in self.names)}
+        self._gates = tuple(n for n in needles if not any(o != n and o in n for o in needles))
 
     def __call__(self, text: str) -> str:
+        for gate in self._gates:
+            if gate in text:
+                return self._remove(text)
+        return text
+
+    def _remove(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")

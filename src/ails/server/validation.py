@@ -7,7 +7,7 @@ what it knows. The messages mimic OpenAI's own, and each refusal names the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from ails.server.errors import GatewayError
 from ails.signing import has_signature_fields
@@ -74,7 +74,9 @@ def _positive_int(body: dict[str, Any], name: str) -> None:
 
 def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, bool]:
     """Check the fields the gateway acts on; return ``(model, stream, include_usage)``."""
-    model = _model(body)
+    model = body.get("model")
+    if type(model) is not str or not model:  # the usual one passes without a call
+        model = _model(body)  # raises the 400 that says why
     messages = body.get("messages")
     if messages is None:
         raise GatewayError(
@@ -99,6 +101,39 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
             code="too_many_messages",
             param="messages",
         )
+    # The same tests as _refuse_message's (which finds the index, for a
+    # refusal only: an enumerate costs more than the rest of this loop).
+    for message in messages:
+        if not isinstance(message, dict):
+            _refuse_message(messages)
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            _refuse_message(messages)
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            _refuse_message(messages)
+    # Checked only when present: most bodies carry few of these, and a call
+    # that finds nothing is most of what validation costs per request. A body
+    # of two fields has only ``model`` and ``messages`` (both there by now).
+    if len(body) == 2:
+        return model, False, False
+    stream, include_usage = (
+        _stream_flags(body) if "stream" in body or "stream_options" in body else _NO_STREAM
+    )
+    if not _SAMPLED.isdisjoint(body):
+        _positive_int(body, "max_completion_tokens")
+        _sampling(body)
+    return model, stream, include_usage
+
+
+_NO_STREAM = (False, False)
+#: The fields of :func:`_sampling`, and ``max_completion_tokens``.
+_SAMPLED = frozenset({"max_completion_tokens", "max_tokens", "n", "temperature", "top_p", "stop"})
+
+
+def _refuse_message(messages: list[Any]) -> NoReturn:
+    """The 400 for the first message that is not an object with a role and,
+    when it has content, a string or a list of parts."""
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _bad_type(f"messages[{i}]", "an object", message)
@@ -122,19 +157,7 @@ def validate(body: dict[str, Any], *, max_messages: int) -> tuple[str, bool, boo
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise _bad_type(f"messages[{i}].content", "a string or an array of parts", content)
-    # Checked only when present: most bodies carry few of these, and a call
-    # that finds nothing is most of what validation costs per request.
-    stream, include_usage = _stream_flags(body) if not _STREAM.isdisjoint(body) else _NO_STREAM
-    if not _SAMPLED.isdisjoint(body):
-        _positive_int(body, "max_completion_tokens")
-        _sampling(body)
-    return model, stream, include_usage
-
-
-_STREAM = frozenset({"stream", "stream_options"})
-_NO_STREAM = (False, False)
-#: The fields of :func:`_sampling`, and ``max_completion_tokens``.
-_SAMPLED = frozenset({"max_completion_tokens", "max_tokens", "n", "temperature", "top_p", "stop"})
+    raise AssertionError("no message to refuse")  # pragma: no cover
 
 
 def validate_completions(body: dict[str, Any]) -> tuple[str, bool, bool]:
