@@ -35,8 +35,8 @@ CALLER = web.RequestKey("ails.caller", Caller)
 #: The record of the request the running task serves (None: not recorded).
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("ails_request_record", default=None)
 
-#: Called once a request is over: ``(request, status, record, now)``.
-Finish = Callable[[web.Request, int, "RequestRecord", float], None]
+#: Called once a request is over: ``(route template, status, record, now)``.
+Finish = Callable[[str, int, "RequestRecord", float], None]
 
 
 class _Usage(msgspec.Struct):
