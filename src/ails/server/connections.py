@@ -277,7 +277,10 @@ class _Guarded(asyncio.Protocol):
     def request_ended(self, request: web.Request) -> None:
         # _enter(state, None), inline: once per request.
         self.deadline = None
-        if not request.content.is_eof():
+        # Whether the body has all arrived, from the state rather than
+        # request.content.is_eof() (two frames): _BUSY is entered only once it
+        # has (request_started, _body_done), and the state stays _BODY until then.
+        if self.state != _BUSY:
             # Answered before its body was read (a bad key): aiohttp reads and
             # drops the rest for a bounded time, then closes.
             self.state = _BUSY

@@ -175,18 +175,23 @@ class GatewayMetrics:
         served it) is over: count it (the gateway's request wrapper calls
         this). Inline, not in helpers: it runs once per request."""
         label = record.label or "other"
-        key = (endpoint, label)
-        series = self.series.get(key)
-        if series is None:
-            series = self.series[key] = Series()
+        try:
+            series = self.series[endpoint, label]
+        except KeyError:
+            series = self.series[endpoint, label] = Series()
         series.statuses[status // 100 if 0 < status < 600 else 0] += 1
-        seconds = now - record.start
+        start = record.start
+        seconds = now - start
+        bucket = bisect_left(LATENCY_BUCKETS, seconds)
         latency = series.duration
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.counts[bucket] += 1
         latency.sum += seconds
-        seconds = (record.first or now) - record.start
+        first = record.first
+        if first and first != now:  # else the first byte's time is the whole time's
+            seconds = first - start
+            bucket = bisect_left(LATENCY_BUCKETS, seconds)
         latency = series.first_byte
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.counts[bucket] += 1
         latency.sum += seconds
         prompt, completion = record.prompt_tokens, record.completion_tokens
         if prompt or completion:
@@ -201,8 +206,9 @@ class GatewayMetrics:
         elif record.streamed:
             backend = record.backend or "none"
             self.no_usage[backend] = self.no_usage.get(backend, 0) + 1
-        if record.error in REFUSALS:
-            self.refusals.labels(record.error).inc()
+        error = record.error
+        if error is not None and error in REFUSALS:
+            self.refusals.labels(error).inc()
 
     def _state_call(self, seconds: float, ok: bool) -> None:
         self.state_calls.observe(seconds)
