@@ -249,9 +249,22 @@ class Routes:
     def add_fallback(self) -> None:
         """The catch-all, added last: the router tries it after every other
         route (it is indexed under ``/``), so it gets only what no route
-        serves, whatever the method; its metrics label is ``other``."""
-        resource = self.app.router.add_resource("/{tail:.*}")
+        serves, whatever the method and path; its metrics label is ``other``."""
+        resource = _AnyPath("/")
+        self.app.router.register_resource(resource)
         resource.add_route("*", self.wrap(_no_route, NO_ROUTE))
+
+
+class _AnyPath(web.PlainResource):
+    """A resource that every request target matches, ``*`` (``OPTIONS *``)
+    and other paths without a leading ``/`` too, which no path pattern does.
+    Indexed under ``/`` (its canonical path), where the router looks last."""
+
+    def _match(self, path: str) -> dict[str, str] | None:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return True
 
 
 class AccessLogger(AbstractAccessLogger):
