@@ -259,7 +259,7 @@ class _Guarded(asyncio.Protocol):
         if self.inner is not None:
             self.inner.resume_writing()
 
-    # -- what the middleware tells -----------------------------------------------
+    # -- what the handlers' wrapper tells (server/middleware.py) -----------------
 
     def request_started(self, request: web.Request) -> None:
         if request.content.is_eof():
@@ -351,15 +351,15 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
-#: The class of a guarded connection (the middleware checks ``type(...) is
+#: The class of a guarded connection (the handlers' wrapper checks ``type(...) is
 #: Guarded`` inline rather than call :func:`guarded`, once per request).
 Guarded = _Guarded
 
 
 def guarded(request: web.Request) -> _Guarded | None:
-    """The guarded connection a request came on, which the gateway's
-    middleware tells when the request's head has arrived and when it is over
-    (``None``: a test client's app, nothing to track)."""
+    """The guarded connection a request came on, which the wrapper of the
+    gateway's handlers tells when the request's head has arrived and when it
+    is over (``None``: a test client's app, nothing to track)."""
     transport = request.transport
     conn = transport.get_protocol() if transport is not None else None
     return conn if isinstance(conn, _Guarded) else None
