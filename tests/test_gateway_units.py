@@ -428,3 +428,44 @@ def test_the_gateway_app_keeps_its_shared_objects_under_typed_keys() -> None:
     app = build_app(gateway, ui=True)  # every route and hook: none stores a string key
     assert app[GATEWAY] is gateway
     assert all(isinstance(key, web.AppKey) for key in app)
+
+
+async def test_what_no_route_serves_gets_the_gateway_s_json_and_is_counted_as_other() -> None:
+    """The gateway has no aiohttp middleware: its handlers are wrapped as their
+    routes are added, and a catch-all route (server/middleware.py) answers what
+    no route serves with the same wrapper: ``OPTIONS *`` too, a target no path
+    pattern matches, and a 405 keeps aiohttp's ``Allow``."""
+    import asyncio
+
+    from aiohttp import web
+
+    from ails.server.app import build_app
+    from ails.server.build import create_gateway
+
+    config = build_config(cli={"upstream": ["http://127.0.0.1:9/v1"]}, environ={})
+    gateway = create_gateway(config, environ={})
+    runner = web.AppRunner(build_app(gateway), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def send(line: str) -> tuple[str, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{line}\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = (await reader.read()).decode()
+        writer.close()
+        head, _, body = data.partition("\r\n\r\n")
+        return head, body
+
+    try:
+        head, body = await send("OPTIONS * HTTP/1.1")
+        assert head.startswith("HTTP/1.1 404") and "x-request-id: " in head
+        assert json.loads(body)["error"]["code"] == "unknown_url"
+        head, body = await send("DELETE /health HTTP/1.1")
+        assert head.startswith("HTTP/1.1 405") and "Allow: GET,HEAD" in head
+        assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    finally:
+        await runner.cleanup()
+    assert gateway.metrics is not None
+    assert {endpoint for endpoint, _ in gateway.metrics.series} == {"other"}

@@ -31,7 +31,7 @@ from ails.server.errors import (
     Redactor,
     from_ails_error,
 )
-from ails.server.middleware import AccessLogger, request_middleware
+from ails.server.middleware import AccessLogger, Routes, request_wrapper
 from ails.server.openai_routes import OpenAIRoutes
 from ails.server.openapi import openapi_document
 from ails.server.ratelimit import Admission, RateLimiter, answer_tokens, ask_for_usage
@@ -302,30 +302,35 @@ def build_app(gateway: Gateway, *, ui: bool = False) -> web.Application:
     # The body limit is checked by the handler too, with our own message;
     # aiohttp's limit (a little higher) is the backstop for chunked bodies.
     metrics = gateway.metrics
-    middleware = request_middleware(
+    # No aiohttp middleware: each handler is wrapped once, as its route is
+    # added (server/middleware.py), and a catch-all route added last gives
+    # 404s, 405s and CORS preflights the same wrapper.
+    wrap = request_wrapper(
         gateway.security,
         record=metrics is not None or gateway.record_requests,
         finish=metrics.finish if metrics is not None else None,
         keep_record=gateway.record_requests,  # the JSON access line reads it
     )
-    app = web.Application(client_max_size=gateway.max_body_bytes, middlewares=[middleware])
+    app = web.Application(client_max_size=gateway.max_body_bytes)
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(_lifetime)
-    app.router.add_post("/v1/chat/completions", gateway.chat)
-    OpenAIRoutes(gateway).add_to(app)  # /v1/completions, /v1/embeddings
-    DialectRoutes(gateway, responses_ttl=gateway.responses_ttl).add_to(app)
-    app.router.add_get("/v1/models", gateway.models)
-    app.router.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
-    app.router.add_get("/health", gateway.health)
-    app.router.add_get("/ready", gateway.ready)
-    app.router.add_get("/openapi.json", gateway.openapi)
+    routes = Routes(app, wrap)
+    routes.add_post("/v1/chat/completions", gateway.chat)
+    OpenAIRoutes(gateway).add_to(routes)  # /v1/completions, /v1/embeddings
+    DialectRoutes(gateway, responses_ttl=gateway.responses_ttl).add_to(routes)
+    routes.add_get("/v1/models", gateway.models)
+    routes.add_get("/v1/models/{model:.+}", gateway.model)  # names may hold a '/'
+    routes.add_get("/health", gateway.health)
+    routes.add_get("/ready", gateway.ready)
+    routes.add_get("/openapi.json", gateway.openapi)
     if metrics is not None and metrics.key:
         # Without a metrics key, /metrics is not on the main port: 404 (--metrics-port).
-        app.router.add_get("/metrics", metrics.handle_keyed)
+        routes.add_get("/metrics", metrics.handle_keyed)
     if ui:
         from ails.server.ui import add_ui_routes
 
-        add_ui_routes(app)  # the chat page at / (docs/ui.md)
+        add_ui_routes(routes)  # the chat page at / (docs/ui.md)
+    routes.add_fallback()  # last: after every route
     install_security(app, gateway.security)
     return app
 

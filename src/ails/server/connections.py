@@ -222,11 +222,23 @@ class _Guarded(asyncio.Protocol):
         self._enter(_HEAD, self.guard.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self.inner is None:
+        inner = self.inner
+        if inner is None:
             return  # refused: whatever it sends is dropped with the socket
         if self.state == _IDLE:
-            self._enter(_HEAD, self.guard.limits.header_timeout)
-        self.inner.data_received(data)
+            # _enter(_HEAD, header_timeout), inline: once per request.
+            self.state = _HEAD
+            timeout = self.guard.limits.header_timeout
+            if timeout is None or self.transport is None:
+                self.deadline = None
+            else:
+                loop = asyncio.get_running_loop()
+                deadline = self.deadline = loop.time() + timeout
+                if self.timer is None or deadline < self.timer_at:
+                    self._cancel()
+                    self.timer = loop.call_at(deadline, self._expired)
+                    self.timer_at = deadline
+        inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None
@@ -247,11 +259,12 @@ class _Guarded(asyncio.Protocol):
         if self.inner is not None:
             self.inner.resume_writing()
 
-    # -- what the middleware tells -----------------------------------------------
+    # -- what the handlers' wrapper tells (server/middleware.py) -----------------
 
     def request_started(self, request: web.Request) -> None:
         if request.content.is_eof():
-            self._enter(_BUSY, None)
+            self.state = _BUSY  # _enter(_BUSY, None), inline: once per request
+            self.deadline = None
             return
         self._enter(_BODY, self.guard.limits.body_timeout)
         self.anthropic = request.path.startswith("/v1/messages")
@@ -262,14 +275,19 @@ class _Guarded(asyncio.Protocol):
             self._enter(_BUSY, None)
 
     def request_ended(self, request: web.Request) -> None:
-        if not request.content.is_eof():
+        # _enter(state, None), inline: once per request.
+        self.deadline = None
+        # Whether the body has all arrived, from the state rather than
+        # request.content.is_eof() (two frames): _BUSY is entered only once it
+        # has (request_started, _body_done), and the state stays _BODY until then.
+        if self.state != _BUSY:
             # Answered before its body was read (a bad key): aiohttp reads and
             # drops the rest for a bounded time, then closes.
-            self._enter(_BUSY, None)
+            self.state = _BUSY
             return
         # Between requests aiohttp's keep-alive timer watches; the next request's
         # first byte starts the head's deadline again.
-        self._enter(_IDLE, None)
+        self.state = _IDLE
 
     # -- the deadlines -------------------------------------------------------------
 
@@ -333,10 +351,15 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
+#: The class of a guarded connection (the handlers' wrapper checks ``type(...) is
+#: Guarded`` inline rather than call :func:`guarded`, once per request).
+Guarded = _Guarded
+
+
 def guarded(request: web.Request) -> _Guarded | None:
-    """The guarded connection a request came on, which the gateway's
-    middleware tells when the request's head has arrived and when it is over
-    (``None``: a test client's app, nothing to track)."""
+    """The guarded connection a request came on, which the wrapper of the
+    gateway's handlers tells when the request's head has arrived and when it
+    is over (``None``: a test client's app, nothing to track)."""
     transport = request.transport
     conn = transport.get_protocol() if transport is not None else None
     return conn if isinstance(conn, _Guarded) else None
@@ -346,5 +369,6 @@ __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionStats",
+    "Guarded",
     "guarded",
 ]

@@ -39,6 +39,7 @@ from ails.wire import named_events, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
+    from ails.server.middleware import RouteTarget
 
 log = logging.getLogger("ails.server")
 
@@ -86,7 +87,7 @@ class DialectRoutes:
         self.gateway = gateway
         self.responses_ttl = responses_ttl
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, app: RouteTarget) -> None:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_post("/v1/responses", self.responses)

@@ -19,7 +19,6 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,7 +32,7 @@ from ails.errors import CONNECTION_FAILED, AilsError, ProtocolError, ProviderErr
 from ails.providers.base import Provider
 from ails.server.auth import bearer_token
 from ails.server.errors import GatewayError
-from ails.server.records import CURRENT, BackendRecorder, RequestRecord, endpoint_of
+from ails.server.records import CURRENT, BackendRecorder, RequestRecord
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
@@ -123,8 +122,6 @@ class GatewayMetrics:
         #: backend -> streams it answered without usage (most clients do not ask).
         self.no_usage: dict[str, int] = {}
         self.state_up: str | None = None
-        #: route -> its template (the endpoint label), for the routes of the app.
-        self.endpoints: dict[AbstractRoute, str] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.failures = Counter(
@@ -173,28 +170,28 @@ class GatewayMetrics:
 
     # -- per request ---------------------------------------------------------------
 
-    def finish(self, request: web.Request, status: int, record: RequestRecord, now: float) -> None:
-        """A request is over: count it (the gateway's middleware calls this).
-        Inline, not in helpers: it runs once per request."""
+    def finish(self, endpoint: str, status: int, record: RequestRecord, now: float) -> None:
+        """A request to the route ``endpoint`` (its template; ``other``: none
+        served it) is over: count it (the gateway's request wrapper calls
+        this). Inline, not in helpers: it runs once per request."""
         label = record.label or "other"
-        route = request.match_info.route
-        endpoint = self.endpoints.get(route)
-        if endpoint is None:  # endpoint_of(request), once per route
-            endpoint = endpoint_of(request)
-            if route.resource is not None:  # not aiohttp's one-off routes of 404s
-                self.endpoints[route] = endpoint
-        key = (endpoint, label)
-        series = self.series.get(key)
-        if series is None:
-            series = self.series[key] = Series()
+        try:
+            series = self.series[endpoint, label]
+        except KeyError:
+            series = self.series[endpoint, label] = Series()
         series.statuses[status // 100 if 0 < status < 600 else 0] += 1
-        seconds = now - record.start
+        start = record.start
+        seconds = now - start
+        bucket = bisect_left(LATENCY_BUCKETS, seconds)
         latency = series.duration
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.counts[bucket] += 1
         latency.sum += seconds
-        seconds = (record.first or now) - record.start
+        first = record.first
+        if first and first != now:  # else the first byte's time is the whole time's
+            seconds = first - start
+            bucket = bisect_left(LATENCY_BUCKETS, seconds)
         latency = series.first_byte
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.counts[bucket] += 1
         latency.sum += seconds
         prompt, completion = record.prompt_tokens, record.completion_tokens
         if prompt or completion:
@@ -209,8 +206,9 @@ class GatewayMetrics:
         elif record.streamed:
             backend = record.backend or "none"
             self.no_usage[backend] = self.no_usage.get(backend, 0) + 1
-        if record.error in REFUSALS:
-            self.refusals.labels(record.error).inc()
+        error = record.error
+        if error is not None and error in REFUSALS:
+            self.refusals.labels(error).inc()
 
     def _state_call(self, seconds: float, ok: bool) -> None:
         self.state_calls.observe(seconds)

@@ -1,4 +1,5 @@
-"""What wraps every request of the gateway: a request id, OpenAI-style bodies for
+"""What wraps every request of the gateway (each handler, once, when its
+route is added: :class:`Routes`): a request id, OpenAI-style bodies for
 every refusal (aiohttp's own included), no traceback ever sent, one
 ``Authorization`` header at most, and one access log line that never holds a
 header or the body (keys live there)."""
@@ -12,13 +13,13 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from time import perf_counter
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Middleware
 
-from ails.server.connections import guarded
+from ails.server.connections import Guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
 from ails.server.logsink import access_sink
@@ -83,89 +84,187 @@ def _endpoints(app: web.Application) -> list[str]:
     return list(seen)
 
 
-def request_middleware(
+#: Wraps one handler, given the template of its route (its metrics label).
+Wrap = Callable[[_Handler, str], _Handler]
+#: The metrics' label of a request no route serves (a 404, a 405, a preflight).
+NO_ROUTE = "other"
+
+
+def request_wrapper(
     policy: SecurityPolicy | None = None,
     *,
     record: bool = False,
     finish: Finish | None = None,
     keep_record: bool = False,
-) -> Middleware:
-    """The gateway's one middleware (one layer, not one per concern: each
-    layer is a coroutine and a wrapper per request). In order: the guarded
-    connection is told that the head has arrived (deadlines, server/connections.py);
-    a request id; with ``record``, the request's :class:`RequestRecord`
-    (server/records.py: the running task's, and ``request[RECORD]`` too with
-    ``keep_record``, for the JSON access line written after the answer); one
-    ``Authorization`` header at most; the ``Host`` and CORS checks of
-    ``policy`` (server/security.py); then the handler, with every refusal
-    turned into the dialect's error JSON and never a traceback; last, the
-    record with the final status to ``finish`` (the metrics)."""
+) -> Wrap:
+    """What the gateway puts around each of its handlers, once, when the
+    route is added (:class:`Routes`): aiohttp's middleware layer would build
+    a wrapper per request and cost three frames more. In order: the guarded
+    connection is told that the head has arrived (deadlines,
+    server/connections.py); a request id; with ``record``, the request's
+    :class:`RequestRecord` (server/records.py: the running task's, and
+    ``request[RECORD]`` too with ``keep_record``, for the JSON access line
+    written after the answer); one ``Authorization`` header at most; the
+    ``Host`` and CORS checks of ``policy`` (server/security.py); then the
+    handler, with every refusal turned into the dialect's error JSON and never
+    a traceback; last, the record with the final status to ``finish`` (the
+    metrics), under the route's template."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        rid = request.headers.get("X-Request-Id")
-        if rid is None or _RID_RE.fullmatch(rid) is None:
-            # Unique, not secret: a random per-process prefix and a counter cost
-            # far less than uuid4 (a system call for 16 random bytes) per request.
-            rid = "%s%012x" % (_RID_PREFIX, next(_rid_counter))  # noqa: UP031
-        request[RID] = rid
-        rec: RequestRecord | None = None
-        if record:
-            rec = RequestRecord(perf_counter())
-            if keep_record:
-                request[RECORD] = rec
-            token = CURRENT.set(rec)
-        conn = guarded(request)
-        if conn is not None:
-            conn.request_started(request)
-        try:
-            if len(request.headers.getall("Authorization", ())) > 1:
-                # Which one counts differs between proxies and servers: trust neither.
-                raise GatewayError(
-                    400,
-                    "the request has more than one Authorization header; send exactly one",
-                    code="duplicate_authorization",
-                )
-            early = screen(policy, request) if policy is not None else None
-            resp = early if early is not None else await handler(request)
-        except GatewayError as err:
-            if rec is not None:  # the metrics count some refusals by their code
-                rec.error = err.code
-            resp = _refusal(err, request, rid)
-        except web.HTTPException as exc:
-            if exc.status < 400:  # a redirect: aiohttp sends it
+    def wrap(handler: _Handler, endpoint: str) -> _Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            rid = request.headers.get("X-Request-Id")
+            if rid is None or _RID_RE.fullmatch(rid) is None:
+                # Unique, not secret: a random per-process prefix and a counter cost
+                # far less than uuid4 (a system call for 16 random bytes) per request.
+                rid = "%s%012x" % (_RID_PREFIX, next(_rid_counter))  # noqa: UP031
+            request[RID] = rid
+            rec: RequestRecord | None = None
+            if record:
+                rec = RequestRecord(perf_counter())
+                if keep_record:
+                    request[RECORD] = rec
+                token = CURRENT.set(rec)
+            # connections.guarded(request), inline: once per request.
+            transport = request.transport
+            conn = transport.get_protocol() if transport is not None else None
+            if type(conn) is not Guarded:
+                conn = None
+            else:
+                conn.request_started(request)
+            try:
+                if len(request.headers.getall("Authorization", ())) > 1:
+                    # Which one counts differs between proxies and servers: trust neither.
+                    raise GatewayError(
+                        400,
+                        "the request has more than one Authorization header; send exactly one",
+                        code="duplicate_authorization",
+                    )
+                early = screen(policy, request) if policy is not None else None
+                resp = early if early is not None else await handler(request)
+            except GatewayError as err:
+                if rec is not None:  # the metrics count some refusals by their code
+                    rec.error = err.code
+                resp = _refusal(err, request, rid)
+            except web.HTTPException as exc:
+                if exc.status < 400:  # a redirect: aiohttp sends it
+                    if rec is not None:
+                        CURRENT.reset(token)
+                        if finish is not None:
+                            finish(endpoint, exc.status, rec, perf_counter())
+                    raise
+                resp = _refusal(_http_error(exc, request), request, rid)
+            except asyncio.CancelledError:
                 if rec is not None:
                     CURRENT.reset(token)
-                    if finish is not None:
-                        finish(request, exc.status, rec, perf_counter())
+                    if finish is not None:  # the client went away: nginx's 499
+                        finish(endpoint, 499, rec, perf_counter())
                 raise
-            resp = _refusal(_http_error(exc, request), request, rid)
-        except asyncio.CancelledError:
+            except Exception:
+                # Never a traceback to the client: the log has it, under the request id.
+                log.exception("request %s: unexpected error", rid)
+                bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
+                resp = _refusal(bug, request, rid)
+            finally:
+                if conn is not None:
+                    conn.request_ended(request)
             if rec is not None:
                 CURRENT.reset(token)
-                if finish is not None:  # the client went away: nginx's 499
-                    finish(request, 499, rec, perf_counter())
-            raise
-        except Exception:
-            # Never a traceback to the client: the log has it, under the request id.
-            log.exception("request %s: unexpected error", rid)
-            bug = GatewayError(500, f"internal error (request id {rid})", code="internal_error")
-            resp = _refusal(bug, request, rid)
-        finally:
-            if conn is not None:
-                conn.request_ended(request)
-        if rec is not None:
-            CURRENT.reset(token)
-            now = perf_counter()
-            if not rec.first:
-                rec.first = now  # a whole answer: its body goes out now
-            if finish is not None:
-                finish(request, resp.status, rec, now)
-        if not resp.prepared:
-            resp.headers["x-request-id"] = rid
-        return resp
+                now = perf_counter()
+                if not rec.first:
+                    rec.first = now  # a whole answer: its body goes out now
+                if finish is not None:
+                    finish(endpoint, resp.status, rec, now)
+            if not resp.prepared:
+                resp.headers["x-request-id"] = rid
+            return resp
 
-    return middleware
+        return wrapped
+
+    return wrap
+
+
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """The catch-all route's handler: what aiohttp's router answers when no
+    route matches, 405 with ``Allow`` when the path has routes for other
+    methods, else 404 (then :func:`_http_error` makes them OpenAI errors).
+    Only refusals and CORS preflights come here."""
+    own = request.match_info.route.resource
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not own:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+class _RouteAdder(Protocol):
+    def add_get(self, path: str, handler: _Handler, *, name: str | None = None) -> Any: ...
+    def add_post(self, path: str, handler: _Handler, *, name: str | None = None) -> Any: ...
+    def add_delete(self, path: str, handler: _Handler, *, name: str | None = None) -> Any: ...
+
+
+class RouteTarget(Protocol):
+    """Where an endpoint module adds its routes: an application, or :class:`Routes`."""
+
+    @property
+    def router(self) -> _RouteAdder: ...
+
+
+class Routes:
+    """``app.router``'s ``add_get``/``add_post``/``add_delete`` with every
+    handler wrapped by ``wrap`` under its route's template, and
+    :meth:`add_fallback`, the catch-all that gives refusals the same wrapper
+    (the gateway has no aiohttp middleware). Passed where an application is
+    (``routes.router.add_post(...)``)."""
+
+    def __init__(self, app: web.Application, wrap: Wrap) -> None:
+        self.app = app
+        self.wrap = wrap
+
+    @property
+    def router(self) -> Routes:
+        return self
+
+    def add(
+        self, methods: tuple[str, ...], path: str, handler: _Handler, name: str | None = None
+    ) -> web.AbstractRoute:
+        resource = self.app.router.add_resource(path, name=name)
+        wrapped = self.wrap(handler, resource.canonical)
+        route: web.AbstractRoute | None = None
+        for method in methods:
+            route = resource.add_route(method, wrapped)
+        assert route is not None
+        return route
+
+    def add_get(self, path: str, handler: _Handler, *, name: str | None = None) -> Any:
+        return self.add(("HEAD", "GET"), path, handler, name)  # as aiohttp's add_get
+
+    def add_post(self, path: str, handler: _Handler, *, name: str | None = None) -> Any:
+        return self.add(("POST",), path, handler, name)
+
+    def add_delete(self, path: str, handler: _Handler, *, name: str | None = None) -> Any:
+        return self.add(("DELETE",), path, handler, name)
+
+    def add_fallback(self) -> None:
+        """The catch-all, added last: the router tries it after every other
+        route (it is indexed under ``/``), so it gets only what no route
+        serves, whatever the method and path; its metrics label is ``other``."""
+        resource = _AnyPath("/")
+        self.app.router.register_resource(resource)
+        resource.add_route("*", self.wrap(_no_route, NO_ROUTE))
+
+
+class _AnyPath(web.PlainResource):
+    """A resource that every request target matches, ``*`` (``OPTIONS *``)
+    and other paths without a leading ``/`` too, which no path pattern does.
+    Indexed under ``/`` (its canonical path), where the router looks last."""
+
+    def _match(self, path: str) -> dict[str, str] | None:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return True
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -229,4 +328,12 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-__all__ = ["AccessLogger", "anthropic_error_response", "request_middleware"]
+__all__ = [
+    "NO_ROUTE",
+    "AccessLogger",
+    "RouteTarget",
+    "Routes",
+    "Wrap",
+    "anthropic_error_response",
+    "request_wrapper",
+]

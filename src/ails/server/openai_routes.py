@@ -28,13 +28,14 @@ from ails.wire import text_chunk_json, text_completion_json
 if TYPE_CHECKING:
     from ails.server.admission import Admitted
     from ails.server.app import Gateway
+    from ails.server.middleware import RouteTarget
 
 
 class OpenAIRoutes:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, app: RouteTarget) -> None:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
 

@@ -2,7 +2,7 @@
 access log: which backend answered, the tokens it reported, when the first
 byte of the answer went out.
 
-A :class:`RequestRecord` is made by the gateway's one middleware
+A :class:`RequestRecord` is made by the wrapper around every handler
 (server/middleware.py, only when metrics or the JSON access log want it) and
 kept in a context variable, :data:`CURRENT`, for the task serving the request
 (and in ``request[RECORD]`` for the JSON access line, written after the
@@ -28,15 +28,15 @@ from ails.router import RouterEvents
 from ails.server.auth import Caller
 from ails.types import Chunk, Usage
 
-#: A request's id (the middleware sets it) and who called (admission sets
+#: A request's id (the handlers' wrapper sets it) and who called (admission sets
 #: it): typed keys, as aiohttp asks of a request's own storage.
 RID = web.RequestKey("ails.rid", str)
 CALLER = web.RequestKey("ails.caller", Caller)
 #: The record of the request the running task serves (None: not recorded).
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("ails_request_record", default=None)
 
-#: Called once a request is over: ``(request, status, record, now)``.
-Finish = Callable[[web.Request, int, "RequestRecord", float], None]
+#: Called once a request is over: ``(route template, status, record, now)``.
+Finish = Callable[[str, int, "RequestRecord", float], None]
 
 
 class _Usage(msgspec.Struct):

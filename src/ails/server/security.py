@@ -183,9 +183,9 @@ def _refuse_preflight(origin: str) -> GatewayError:
 
 
 def screen(policy: SecurityPolicy, request: web.Request) -> web.StreamResponse | None:
-    """The checks every request passes before its handler (the gateway's one
-    middleware calls this, inside its conversion of :class:`GatewayError` to
-    OpenAI error JSON): a ``Host`` not allowed is refused (421); a CORS
+    """The checks every request passes before its handler (the wrapper of the
+    gateway's handlers, server/middleware.py, calls this, inside its conversion
+    of :class:`GatewayError` to OpenAI error JSON): a ``Host`` not allowed is refused (421); a CORS
     preflight is answered here (204) or refused (403). ``None``: go on."""
     host = request.headers.get("Host")
     if host is not None and not _host_allowed(policy.allowed_hosts, host):  # host_allowed

@@ -20,8 +20,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from ails.server.middleware import RouteTarget
 
 __all__ = ["CONTENT_SECURITY_POLICY", "add_ui_routes", "load_static_files"]
 
@@ -102,7 +106,7 @@ def _respond(request: web.Request, file: StaticFile, extra: dict[str, str]) -> w
     return web.Response(body=file.body, headers=headers)
 
 
-def add_ui_routes(app: web.Application) -> None:
+def add_ui_routes(app: RouteTarget) -> None:
     """Serve the chat page at ``/`` and its files at ``/static/{name}`` (GET and HEAD)."""
     files = load_static_files()
     index = files["index.html"]
