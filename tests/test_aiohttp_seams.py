@@ -9,6 +9,8 @@ the StreamReader's private fields)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -20,6 +22,24 @@ from ails.server.listener import listen
 from ails.server.sse_response import DEFERS_HEAD, DeferredHeadResponse
 
 EVENT = b"data: 1\n\n"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """``handler`` served at ``GET /`` on 127.0.0.1; its URL, stopped after."""
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{site.port}/"
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_deferred_head_goes_out_with_the_first_bytes() -> None:
@@ -37,20 +57,10 @@ async def test_a_deferred_head_goes_out_with_the_first_bytes() -> None:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        async with aiohttp.ClientSession() as session:
-            for kind in ("deferred", "plain"):
-                url = f"http://127.0.0.1:{site.port}/?kind={kind}"
-                async with session.get(url) as r:
-                    assert r.status == 200 and await r.read() == EVENT
-    finally:
-        await runner.cleanup()
+    async with serving(handler) as url, aiohttp.ClientSession() as session:
+        for kind in ("deferred", "plain"):
+            async with session.get(f"{url}?kind={kind}") as r:
+                assert r.status == 200 and await r.read() == EVENT
     assert DEFERS_HEAD, "aiohttp no longer has StreamResponse._send_headers_immediately"
     # aiohttp's default: the head alone at prepare() (so the figure above sees it) ...
     assert sent["plain"][0] > 0
@@ -110,32 +120,22 @@ async def test_drain_is_read_nowait_in_one_step() -> None:
             content._protocol._reading_paused,
         )
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site.port}/"
-        seen: dict[tuple[str, int], tuple[bytes, bytes, tuple[object, ...]]] = {}
-        async with aiohttp.ClientSession() as session:
-            for name in ("drain", "read_nowait"):
-                for head in (0, 3):
-                    async with session.get(url) as r:
-                        content = r.content
-                        await content.wait_eof()
-                        assert len(content._buffer) > 2  # one entry per HTTP chunk
-                        first = await content.read(head) if head else b""
-                        data = drain(content) if name == "drain" else content.read_nowait()
-                        seen[name, head] = (first, data, state(content))
-                        assert drain(content) == b""  # nothing left
-        for head in (0, 3):
-            assert seen["drain", head] == seen["read_nowait", head]
-            first, data, _ = seen["drain", head]
-            assert first + data == b"".join(b"data: %d\n\n" % i for i in range(12))
-    finally:
-        await runner.cleanup()
+    seen: dict[tuple[str, int], tuple[bytes, bytes, tuple[object, ...]]] = {}
+    async with serving(handler) as url, aiohttp.ClientSession() as session:
+        for name in ("drain", "read_nowait"):
+            for head in (0, 3):
+                async with session.get(url) as r:
+                    content = r.content
+                    await content.wait_eof()
+                    assert len(content._buffer) > 2  # one entry per HTTP chunk
+                    first = await content.read(head) if head else b""
+                    data = drain(content) if name == "drain" else content.read_nowait()
+                    seen[name, head] = (first, data, state(content))
+                    assert drain(content) == b""  # nothing left
+    for head in (0, 3):
+        assert seen["drain", head] == seen["read_nowait", head]
+        first, data, _ = seen["drain", head]
+        assert first + data == b"".join(b"data: %d\n\n" % i for i in range(12))
     assert BULK, "aiohttp's StreamReader lacks a field providers/_drain.py uses"
 
 
@@ -154,29 +154,19 @@ async def test_drain_resumes_a_paused_reader_as_read_nowait_does() -> None:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site.port}/"
-        async with aiohttp.ClientSession(read_bufsize=256) as session:
-            for read in (drain, aiohttp.StreamReader.read_nowait):
-                async with session.get(url) as r:
-                    content, got, paused = r.content, b"", 0
-                    while True:
-                        await asyncio.sleep(0.01)  # let it fill up and pause
-                        paused += content._protocol._reading_paused
-                        data = read(content) or await content.readany()
-                        if not data:
-                            break
-                        got += data
-                    assert got == b"".join(body)
-                    assert paused > 0  # it did pause, and each read let it go on
-    finally:
-        await runner.cleanup()
+    async with serving(handler) as url, aiohttp.ClientSession(read_bufsize=256) as session:
+        for read in (drain, aiohttp.StreamReader.read_nowait):
+            async with session.get(url) as r:
+                content, got, paused = r.content, b"", 0
+                while True:
+                    await asyncio.sleep(0.01)  # let it fill up and pause
+                    paused += content._protocol._reading_paused
+                    data = read(content) or await content.readany()
+                    if not data:
+                        break
+                    got += data
+                assert got == b"".join(body)
+                assert paused > 0  # it did pause, and each read let it go on
 
 
 async def test_drain_raises_the_readers_exception() -> None:

@@ -186,6 +186,30 @@ class HTTPProvider(Provider):
         error.__cause__ = cause  # raised ``from`` it
         return error
 
+    async def _send(
+        self, path: str, body: dict[str, Any], limit: float | None
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` as JSON and wait for the answer's head, within
+        ``limit`` seconds; a failure to send or an error status raised as an
+        ails error."""
+        url = f"{self.base_url}{path}"
+        headers = self.request_headers()
+        headers.setdefault("content-type", "application/json")
+        deadline = Deadline(limit) if limit is not None else None
+        try:
+            resp = await self.session().post(url, data=_encode(body), headers=headers)
+        except _SEND_ERRORS as exc:
+            error = self._send_failed(exc, url, limit, deadline)
+            if error is None:
+                raise
+            raise error from error.__cause__
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+        if resp.status >= 400:
+            raise await self._refusal(resp)
+        return resp
+
     async def _refusal(self, resp: aiohttp.ClientResponse) -> ProviderError:
         """An error status's answer as the error to raise (its body read, cut)."""
         try:
@@ -207,32 +231,15 @@ class HTTPProvider(Provider):
         """POST for an event stream; ``stream_type`` reads its events (OpenAI
         chunks by default; another upstream's event format in a subclass);
         ``decode`` reads an OpenAI stream of another object (text completions)."""
-        # The send is inline here and in post_for_json, not a coroutine of
-        # its own that both await: one frame less on every request. A
-        # streamed answer's headers come before any content, so the idle
+        # A streamed answer's headers come before any content, so the idle
         # limit applies to them; a whole answer's come after all of it, so
         # only the total limit does.
-        url = f"{self.base_url}{path}"
-        headers = self.request_headers()
-        headers.setdefault("content-type", "application/json")
         timeouts = self.timeouts
         idle, limit = timeouts.idle, timeouts.total
         if idle is not None and (limit is None or idle < limit):
             limit = idle
         started = asyncio.get_running_loop().time()
-        deadline = Deadline(limit) if limit is not None else None
-        try:
-            resp = await self.session().post(url, data=_encode(body), headers=headers)
-        except _SEND_ERRORS as exc:
-            error = self._send_failed(exc, url, limit, deadline)
-            if error is None:
-                raise
-            raise error from error.__cause__
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-        if resp.status >= 400:
-            raise await self._refusal(resp)
+        resp = await self._send(path, body, limit)
         ctype = resp.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
             try:
@@ -273,24 +280,7 @@ class HTTPProvider(Provider):
         here, once, for the library and a gateway alike, as is a body that is
         not a JSON object at all.
         """
-        # The send as in open_sse (the total limit only).
-        url = f"{self.base_url}{path}"
-        headers = self.request_headers()
-        headers.setdefault("content-type", "application/json")
-        limit = self.timeouts.total
-        deadline = Deadline(limit) if limit is not None else None
-        try:
-            resp = await self.session().post(url, data=_encode(body), headers=headers)
-        except _SEND_ERRORS as exc:
-            error = self._send_failed(exc, url, limit, deadline)
-            if error is None:
-                raise
-            raise error from error.__cause__
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-        if resp.status >= 400:
-            raise await self._refusal(resp)
+        resp = await self._send(path, body, self.timeouts.total)
         content = resp.content
         try:
             if content.is_eof():  # all of it is here (a short answer): one step

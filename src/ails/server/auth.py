@@ -186,8 +186,12 @@ class Authenticator:
         return caller if caller is not None else Caller(digest, name=self._names.get(digest))
 
     def _check(self, authorization: str | None) -> Caller | None:
-        """The caller of a header not in :attr:`_known` that carries a valid
-        key (then kept there); None: no valid key."""
+        """The caller of a header that carries a valid key (kept in
+        :attr:`_known`, where the next request finds it); None: no valid key."""
+        if authorization is not None:
+            caller = self._known.get(authorization)  # why this is safe: _known
+            if caller is not None:
+                return caller
         digest = self.matching_key(authorization)
         if digest is None or authorization is None:
             return None
@@ -209,10 +213,6 @@ class Authenticator:
         if not self._digests:
             return ANYONE
         authorization = request.headers.get("Authorization")
-        if authorization is not None:
-            caller = self._known.get(authorization)  # why this is safe: _known
-            if caller is not None:
-                return caller
         caller = self._check(authorization)
         if caller is not None:
             return caller
@@ -231,10 +231,6 @@ class Authenticator:
         if not self._digests:
             return ANYONE
         authorization = request.headers.get("Authorization")
-        if authorization is not None:
-            caller = self._known.get(authorization)  # why this is safe: _known
-            if caller is not None:
-                return caller
         caller = self._check(authorization)
         if caller is not None:
             return caller

@@ -226,18 +226,7 @@ class _Guarded(asyncio.Protocol):
         if inner is None:
             return  # refused: whatever it sends is dropped with the socket
         if self.state == _IDLE:
-            # _enter(_HEAD, header_timeout), inline: once per request.
-            self.state = _HEAD
-            timeout = self.guard.limits.header_timeout
-            if timeout is None or self.transport is None:
-                self.deadline = None
-            else:
-                loop = asyncio.get_running_loop()
-                deadline = self.deadline = loop.time() + timeout
-                if self.timer is None or deadline < self.timer_at:
-                    self._cancel()
-                    self.timer = loop.call_at(deadline, self._expired)
-                    self.timer_at = deadline
+            self._enter(_HEAD, self.guard.limits.header_timeout)
         inner.data_received(data)
 
     def eof_received(self) -> bool | None:
