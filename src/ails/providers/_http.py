@@ -74,6 +74,18 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes,
             return b"".join(parts), False
 
 
+async def _start_of(resp: aiohttp.ClientResponse) -> bytes:
+    """The first bytes of an answer that is not the one asked for (enough to
+    quote in an error; none if the connection failed), the answer closed."""
+    try:
+        raw, _ = await read_limited(resp, MAX_ERROR_BODY)
+    except _CONNECTION_ERRORS:
+        raw = b""
+    finally:
+        resp.close()
+    return raw
+
+
 class HTTPProvider(Provider):
     """A provider that POSTs JSON to ``{base_url}/chat/completions``.
 
@@ -212,12 +224,7 @@ class HTTPProvider(Provider):
 
     async def _refusal(self, resp: aiohttp.ClientResponse) -> ProviderError:
         """An error status's answer as the error to raise (its body read, cut)."""
-        try:
-            raw, _ = await read_limited(resp, MAX_ERROR_BODY)
-        except _CONNECTION_ERRORS:
-            raw = b""
-        finally:
-            resp.close()
+        raw = await _start_of(resp)
         return self.error_from_response(resp.status, raw, parse_retry_after(resp.headers))
 
     async def open_sse(
@@ -242,12 +249,7 @@ class HTTPProvider(Provider):
         resp = await self._send(path, body, limit)
         ctype = resp.headers.get("content-type", "")
         if not ctype.lower().startswith("text/event-stream"):
-            try:
-                raw, _ = await read_limited(resp, MAX_ERROR_BODY)
-            except _CONNECTION_ERRORS:
-                raw = b""
-            finally:
-                resp.close()
+            raw = await _start_of(resp)
             raise ProtocolError(
                 f"expected a text/event-stream answer, got {ctype or 'no content type'}: "
                 f"{raw[:200].decode('utf-8', 'replace')!r}",
