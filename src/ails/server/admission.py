@@ -28,6 +28,7 @@ from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.ratelimit import Admission, RateLimiter
 from ails.server.records import CALLER, CURRENT, RID
 from ails.server.routing import GatewayRouter
+from ails.signing import has_signature_fields
 
 _decode = msgspec.json.decode
 
@@ -94,8 +95,7 @@ class AdmissionPipeline:
             body = json_object(raw)  # says why it is not JSON (a 400)
         if type(body) is not dict:
             body = json_object(raw)  # a 400: not an object
-        # ails.signing.has_signature_fields, in line.
-        signed = "t" in body or "s" in body or "d" in body
+        signed = has_signature_fields(body)
         caller = ANYONE
         if not signed:
             caller = head if head is not None else self.auth.identify(request)  # 401

@@ -340,11 +340,6 @@ class _Guarded(asyncio.Protocol):
         transport.close()
 
 
-#: The class of a guarded connection (the handlers' wrapper checks ``type(...) is
-#: Guarded`` inline rather than call :func:`guarded`, once per request).
-Guarded = _Guarded
-
-
 def guarded(request: web.Request) -> _Guarded | None:
     """The guarded connection a request came on, which the wrapper of the
     gateway's handlers tells when the request's head has arrived and when it
@@ -358,6 +353,5 @@ __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "ConnectionStats",
-    "Guarded",
     "guarded",
 ]

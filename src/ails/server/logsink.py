@@ -116,22 +116,8 @@ class LogSink(logging.StreamHandler):  # type: ignore[type-arg]
         """Buffer one INFO line of logger ``name``; ``fields``: the JSON
         format's access fields (docs/metrics.md). Called on the event loop's
         thread only (the access loggers')."""
-        formatter = self.formatter
-        created = time.time()
-        if type(formatter) is TextFormatter:
-            # TextFormatter.access_line, inline: once per request.
-            second = int(created)
-            if second != formatter._second:
-                formatter._stamp(created)
-            line = "%s,%03d INFO %s: %s\n" % (  # noqa: UP031
-                formatter._text,
-                (created - second) * 1000,
-                name,
-                self.redact(message),
-            )
-        else:
-            access_format: AccessFormat = formatter  # type: ignore[assignment]  # access_sink checked
-            line = access_format.access_line(name, self.redact(message), fields, created)
+        formatter: AccessFormat = self.formatter  # type: ignore[assignment]  # access_sink checked
+        line = formatter.access_line(name, self.redact(message), fields, time.time())
         pending = self._pending
         pending.append(line)
         if len(pending) >= FLUSH_LINES:

@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ails.server.connections import Guarded
+from ails.server.connections import guarded
 from ails.server.dialects import messages_stream
 from ails.server.errors import JSON_TYPE, GatewayError, error_response
 from ails.server.logsink import access_sink
@@ -124,12 +124,8 @@ def request_wrapper(
                 if keep_record:
                     request[RECORD] = rec
                 token = CURRENT.set(rec)
-            # connections.guarded(request), inline: once per request.
-            transport = request.transport
-            conn = transport.get_protocol() if transport is not None else None
-            if type(conn) is not Guarded:
-                conn = None
-            else:
+            conn = guarded(request)
+            if conn is not None:
                 conn.request_started(request)
             try:
                 if len(request.headers.getall("Authorization", ())) > 1:
