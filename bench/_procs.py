@@ -165,6 +165,27 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def pin_group(pgid: int, cpus: set[int]) -> None:
+    """Every thread of every process in process group ``pgid`` onto ``cpus``
+    (a server started by :func:`spawn` leads its own group, workers included)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                pin(int(d.name), cpus)
+        except (OSError, ValueError):  # a process that just ended
+            continue
+
+
 @contextmanager
 def bench_server(script: str, *args: str, timeout: float = 30.0) -> Iterator[Server]:
     """Run ``bench/<script> --port 0 ARGS`` (it prints ``READY <port>``); yield it."""

@@ -69,6 +69,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import gateway_paired
 import peers as peers_mod
 from _procs import (
     HERE,
@@ -350,14 +351,19 @@ def render(targets: list[Target], args: argparse.Namespace) -> tuple[str, list[s
         table += f"| {label} | {goal} | {got} | {mark} |\n"
     # Cross-check that a busy machine does not blur: a server bound by its one
     # core serves 1/(CPU per request); compare that capacity with pass-through's.
+    # The ratio, as every other here, is the median of the rounds' ratios (each
+    # pair measured moments apart), not the ratio of the two medians.
+    pt = next((t for t in targets if t.name == "pass-through"), None)
+    gw = next((t for t in targets if t.name == "ails serve"), None)
     for test, label, k in (("rate", "non-stream", GOAL_RATE), ("stream", "stream", GOAL_STREAM)):
+        cpu_x = pt and gw and round_ratio(cpu_by_round(gw, test), cpu_by_round(pt, test))
         mine, base = a.cpu.get(test), p.cpu.get(test)
-        if mine and base:
-            x = base / mine
+        if cpu_x and mine and base:
+            x = 1 / cpu_x
             table += (
                 f"| cross-check: {label} capacity by server CPU/req | ≥ {k:.2f}× pass-through "
-                f"(CPU/req ≤ {1 / k:.2f}×) | {x:.3f}× ({mine:.0f} vs {base:.0f} µs: "
-                f"{mine / base:.2f}× the CPU) | {'yes' if x >= k else '**NO**'} |\n"
+                f"(CPU/req ≤ {1 / k:.2f}×) | {x:.3f}× ({cpu_x:.2f}× the CPU; medians "
+                f"{mine:.0f} vs {base:.0f} µs) | {'yes' if x >= k else '**NO**'} |\n"
             )
     met = sum(1 for g in goals if g[3])
     verdicts.append(f"ails serve meets {met} of {len(goals)} targets.")
@@ -615,6 +621,13 @@ def main() -> int:
         "--loadgen-cpu", type=int, default=None, help="pin the load generator to this core"
     )
     ap.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=5,
+        help="rounds of the paired phase (ails serve and pass-through by CPU per request, "
+        "alternating turns on one pinned core; bench/gateway_paired.py); 0: none",
+    )
+    ap.add_argument(
         "--short",
         action="store_true",
         help="the quick run (under 3 minutes): 3 rounds, 600 sequential requests, "
@@ -628,6 +641,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.short:
         args.rounds, args.seq_n, args.duration, args.paced_streams = 3, 600, 2.0, 1
+        args.paired_rounds = min(args.paired_rounds, 3)
         args.peers = False
 
     def say(msg: str) -> None:
@@ -678,8 +692,25 @@ def main() -> int:
         for t in targets:
             if t.url and not t.results and not t.note:
                 t.note = "no result: " + ("; ".join(t.errors)[:300] or "?")
+        pair = {t.name: t for t in live if t.name in ("pass-through", "ails serve") and t.pid}
+        paired: dict[str, dict[str, list[float]]] = {}
+        if args.paired_rounds and len(pair) == 2:
+            paired = gateway_paired.measure(
+                {n: (t.pid, t.url) for n, t in pair.items() if t.pid and t.url},
+                mock.pid,
+                CLIENT_KEY,
+                args.paired_rounds,
+                args.concurrency,
+                args.loop,
+                say,
+            )
 
     table, verdicts = render(targets, args)
+    paired_table, paired_verdicts = gateway_paired.render(
+        paired, "ails serve", "pass-through", 1 / GOAL_RATE, args.concurrency
+    )
+    table += paired_table
+    verdicts += paired_verdicts
     dialect_table, dialect_verdicts = render_dialects(targets)
     table += dialect_table
     verdicts += dialect_verdicts
@@ -708,7 +739,10 @@ def main() -> int:
         print("\nNotes:\n" + "\n".join(notes))
 
     if args.json:
-        raw = {t.name: {"results": t.results, "note": t.note, "errors": t.errors} for t in targets}
+        raw: dict[str, Any] = {
+            t.name: {"results": t.results, "note": t.note, "errors": t.errors} for t in targets
+        }
+        raw["paired"] = paired
         args.json.write_text(json.dumps(raw, indent=1))
     if args.write:
         write_doc(args.write, header, table, verdicts, notes, args)
@@ -752,7 +786,12 @@ the cross-check compares capacities by CPU per request instead. The dialect rows
 same one-message request in Anthropic's Messages and OpenAI's Responses API (`store:
 false`, as Codex sends it) in the same rounds, for latency, non-stream and stream; the
 dialect table compares them with its chat path: added p50 and server CPU per request,
-the median over rounds of each round's ratio. Compare figures within one run only."""
+the median over rounds of each round's ratio. Paired phase ({args.paired_rounds} rounds after
+a warm-up one, bench/gateway_paired.py): ails serve and pass-through on one pinned core,
+the mock and the load on the others, in alternating 0.25 s turns of {args.concurrency}
+connections until each used 3 s of CPU; a loaded server runs its core at ~100 %, so
+capacity is 1 / (CPU per request); the median of the rounds' ratios. Compare figures
+within one run only."""
     return textwrap.fill(" ".join(text.split()), 88, break_on_hyphens=False)
 
 

@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from _loop import run_on_loop
-from _procs import ails_gateway, mock_upstream_server
+from _procs import ails_gateway, mock_upstream_server, pin
 from metrics_cost import KEY, MODELS, MSGS
 from rawhttp import Conn, build_request
 
@@ -45,12 +45,6 @@ LOADS: dict[str, tuple[str, bool, int | None]] = {
     "rate": ("x", False, None),
     "stream": ("chunks:10", True, None),
 }
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
 
 
 def process_times(pid: int) -> tuple[float, float]:
