@@ -61,7 +61,8 @@ def process_cpu(pid: int) -> float:
 
 class Loaded:
     """One gateway under one test in a round: its keep-alive connections,
-    the answers it gave, its CPU time when the round began."""
+    the answers it gave, its CPU time when the round began, the wall time of
+    its turns."""
 
     def __init__(self, pid: int, url: str, data: bytes, clients: int) -> None:
         self.pid, self.data = pid, data
@@ -69,12 +70,14 @@ class Loaded:
         self.answers = 0
         self.cpu0 = process_cpu(pid)
         self.sys0 = process_times(pid)[1]
+        self.busy = 0.0
 
     async def load(self, seconds: float) -> None:
         """Every connection asks again and again for ``seconds``; returns once
         every answer is read, so the gateway is idle again."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
+        start = loop.time()
+        end = start + seconds
 
         async def client(conn: Conn) -> int:
             n = 0
@@ -86,6 +89,7 @@ class Loaded:
             return n
 
         self.answers += sum(await asyncio.gather(*(client(c) for c in self.conns)))
+        self.busy += loop.time() - start
 
     def used(self) -> float:
         return process_cpu(self.pid) - self.cpu0
@@ -93,11 +97,13 @@ class Loaded:
 
 async def paired_round(
     targets: list[tuple[int, str, bytes, int]], args: argparse.Namespace
-) -> list[tuple[float, float, float]]:
+) -> list[tuple[float, float, float, float]]:
     """Load the gateways in turn, ``--slice`` seconds each, until every one
     has used ``--cpu-seconds`` of CPU (or ``--max-seconds`` passed): each
-    gateway's µs of CPU per request and that figure's resolution (two clock
-    ticks over its CPU time). A gateway is idle while another is loaded, and
+    gateway's µs of CPU per request, that figure's resolution (two clock
+    ticks over its CPU time), the kernel's share of its CPU time, and the
+    share of a core it used during its turns (~1: it, not the load, was the
+    bottleneck). A gateway is idle while another is loaded, and
     its CPU time is read only at the round's start and end, so the ticks of
     the slices add up rather than their rounding."""
     loaded = [Loaded(*target) for target in targets]  # (pid, url, request, connections)
@@ -120,6 +126,7 @@ async def paired_round(
             t.used() / t.answers * 1e6,
             2 * tick / t.used(),
             (process_times(t.pid)[1] - t.sys0) / t.used(),
+            t.used() / t.busy,
         )
         for t in loaded
     ]
@@ -168,7 +175,7 @@ def cpu_main(args: argparse.Namespace) -> None:
                 figures = run_on_loop(paired_round(targets, args), "uvloop")
                 if rnd < 0:
                     continue
-                for name, (per, res, kernel) in zip(order, figures, strict=True):
+                for name, (per, res, kernel, _core) in zip(order, figures, strict=True):
                     worst = max(worst, res)
                     us[test][name].append(per)
                     print(

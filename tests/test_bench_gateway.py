@@ -59,3 +59,24 @@ def test_ails_serve_left_out_is_said_not_run() -> None:
     # Named but without a result, it is said so.
     broken = [measured("direct", 1.0, 1000.0), Target("ails serve", note="did not start: x")]
     assert render(broken, ARGS)[1] == ["ails serve: not measured (did not start: x)."]
+
+
+def test_paired_phase_reports_the_median_of_the_rounds_ratios_and_an_unsaturated_round() -> None:
+    from gateway_paired import render as render_paired
+
+    us = {
+        "rate": {"ails serve": [110.0, 260.0, 130.0], "pass-through": [100.0, 200.0, 120.0]},
+        "rate core": {"ails serve": [0.99, 0.98, 1.0], "pass-through": [1.0, 0.97, 0.99]},
+        "stream": {"ails serve": [130.0, 125.0, 140.0], "pass-through": [100.0, 100.0, 100.0]},
+        "stream core": {"ails serve": [0.99, 0.6, 1.0], "pass-through": [1.0, 1.0, 1.0]},
+    }
+    table, verdicts = render_paired(us, "ails serve", "pass-through", 1 / 0.85, 64)
+    lines = {r.split("|")[1].strip(): r for r in table.splitlines() if r.startswith("| ")}
+    # 1.10, 1.30, 1.08: the median of the ratios (1.10), not of the figures (130/120).
+    assert "| 1.100× |" in lines["non-stream @64"] and "| 97% |" in lines["non-stream @64"]
+    assert lines["non-stream @64"].endswith("| yes |")  # 1.10 <= 1/0.85
+    assert "| 1.300× |" in lines["10-chunk stream @64"]
+    assert lines["10-chunk stream @64"].endswith("| **NO** |")  # 1.30 > 1/0.85
+    assert any(v.startswith("Warning: paired 10-chunk stream") and "60%" in v for v in verdicts)
+    assert not any(v.startswith("Warning: paired non-stream") for v in verdicts)
+    assert render_paired({}, "ails serve", "pass-through", 1.18, 64) == ("", [])
