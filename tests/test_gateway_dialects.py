@@ -6,6 +6,7 @@ stored responses continued with ``previous_response_id``."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,8 @@ from upstream import Upstream
 KEY = "dialect-test-key-0123"
 OTHER = "another-client-key-4567"
 MODELS = ["test-model", "status:503", "status:400", "status:429:retry-after=7",
-          "status:401", "status:403", "midstream_error:2", "chunks:3"]  # fmt: skip
+          "status:401", "status:403", "midstream_error:2", "chunks:3",
+          "keepalive:2:300"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +396,31 @@ def test_count_tokens_is_an_estimate_that_grows_with_the_prompt(
     assert 0 < small < 20 and 500 < big.input_tokens < 1000
     with pytest.raises(anthropic.NotFoundError):
         claude.messages.count_tokens(model="no-such-model", messages=short)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "start", "first"),
+    [("/v1/messages", {"max_tokens": 64}, b"event: message_start", b"event: content_block_delta"),
+     ("/v1/responses", {"input": "hi", "store": False}, b"event: response.created",
+      b"event: response.output_text.delta")],
+)  # fmt: skip
+def test_a_dialect_stream_sends_its_head_and_start_with_the_first_events(
+    gw: Gateway, path: str, body: dict[str, Any], start: bytes, first: bytes
+) -> None:
+    """As on the chat path, the head and the opening events leave in one send
+    with the first content: the upstream waits 300 ms before its first chunk,
+    so a head or a ``message_start`` sent alone would be the whole first read."""
+    if "input" not in body:
+        body = {**body, "messages": [{"role": "user", "content": "hi"}]}
+    payload = json.dumps({**body, "model": "keepalive:2:300", "stream": True}).encode()
+    host, port = gw.url.removeprefix("http://").split(":")
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {KEY}\r\nanthropic-version: 2023-06-01\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + payload)
+        got = sock.recv(1 << 16)
+        rest = b"".join(iter(lambda: sock.recv(1 << 16), b""))
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    assert start in got and first in got, got
+    assert rest.count(first) == 1 and rest.rstrip().endswith(b"0"), rest[-200:]

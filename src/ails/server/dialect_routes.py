@@ -22,6 +22,7 @@ from aiohttp import web
 
 from ails.errors import AilsError
 from ails.providers.base import ChunkStream, QueueWait, TokenCount
+from ails.server.answer import JSONAnswer
 from ails.server.auth import Caller, bearer_token
 from ails.server.dialects import (
     messages_request,
@@ -33,6 +34,7 @@ from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.middleware import anthropic_error_response
 from ails.server.records import CALLER, RID, current_record, note_refusal
+from ails.server.sse_response import DeferredHeadResponse
 from ails.server.validation import refuse_signed
 from ails.types import Completion
 from ails.wire import named_events, queue_comment
@@ -125,33 +127,44 @@ class DialectRoutes:
         fail: Any,
     ) -> web.StreamResponse:
         """Send ``start``, then each batch's events, then ``finish()``; on a
-        failure ``fail(exc)``'s events. The backend is closed whatever happens."""
+        failure ``fail(exc)``'s events. The backend is closed whatever happens.
+
+        As few sends as the chat path (server/stream_pump.py): the head and
+        ``start`` go out with the first events (a queue notice, or the first
+        batch's), and the last batch with the end, so an upstream answer that
+        arrives in one read leaves in two sends, not five."""
         rid = headers["x-request-id"]
-        resp = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
+        resp = DeferredHeadResponse(headers={**_SSE_HEADERS, **headers})
         record, metrics = current_record(), self.gateway.metrics
         if metrics is not None:
             metrics.streams += 1
         try:
             await resp.prepare(request)
-            await resp.write(named_events(start))
+            pending = named_events(start)  # sent with the first bytes after it
             try:
                 async for batch in stream:
                     if type(batch) is QueueWait:  # comments are legal in any SSE stream
                         if not batch.started:
-                            await resp.write(queue_comment(batch.ahead))
+                            await resp.write(pending + queue_comment(batch.ahead))
+                            pending = b""
                         continue
                     if record is not None:
                         record.batch(batch)
                     events = [event for chunk in batch for event in feed(chunk)]
-                    if events:
-                        if record is not None:
-                            record.first_byte()
-                        await resp.write(named_events(events))
+                    if not events:
+                        continue
+                    if record is not None:
+                        record.first_byte()
+                    if stream.ended:  # the last batch: sent with the end, in one write
+                        pending += named_events(events)
+                        break
+                    await resp.write(pending + named_events(events))
+                    pending = b""
                 end = finish()
             except AilsError as exc:
                 log.warning("request %s: stream failed: %s", rid, self.gateway.redact(str(exc)))
                 end = fail(exc)
-            await resp.write_eof(named_events(end))
+            await resp.write_eof(pending + named_events(end))
         except ConnectionError:
             log.info("request %s: the client went away mid-stream", rid)
         finally:
@@ -199,7 +212,7 @@ class DialectRoutes:
         if not translated.stream:
             completion = await self._complete(translated.chat, headers)
             message = messages_stream.completion_to_message(completion, model=translated.model)
-            return web.Response(body=_encode(message), content_type=JSON_TYPE, headers=headers)
+            return JSONAnswer(_encode(message), headers)
         stream = await self._open(translated.chat, headers)
         out = messages_stream.MessageStream(model=translated.model)
 
@@ -298,7 +311,7 @@ class DialectRoutes:
                 completion, translated, created_at=time.time()
             )
             await self._save(translated, done, caller)
-            return web.Response(body=answer, content_type=JSON_TYPE, headers=headers)
+            return JSONAnswer(answer, headers)
         stream = await self._open(translated.chat, headers)
         out = responses_stream.ResponseStream(translated, created_at=time.time())
         saved: list[bool] = []
