@@ -549,6 +549,48 @@ def test_a_chat_request_survives_the_trip_through_the_messages_api() -> None:
     assert back["tool_choice"] == "required" and back["parallel_tool_calls"] is False
 
 
+def _sent(events: list[Any]) -> list[tuple[str, Any]]:
+    """The events as a client reads them: written by ``named_events``, then
+    split into frames of one ``event:`` and one ``data:`` line each."""
+    out = []
+    for frame in named_events(events).decode().split("\n\n")[:-1]:
+        event, data = frame.split("\n")
+        assert event.startswith("event: ") and data.startswith("data: "), frame
+        out.append((event[len("event: ") :], json.loads(data[len("data: ") :])))
+    return out
+
+
+#: A token a client may send back: the naive client's marker, quotes, a
+#: %-format, a line break, a backslash and text outside ASCII.
+AWKWARD = 'say "data: x" 100% %d %s\nnext\\ line — ü 日本'
+
+
+@pytest.mark.parametrize("dialect", ["messages", "responses"])
+def test_a_token_with_data_colon_and_quotes_survives_each_dialect_s_frames(dialect: str) -> None:
+    """The text deltas are whole frames written from templates; the text in
+    them is the one part escaped, so every frame still holds exactly one
+    ``data:`` line, its JSON names the event it is in, and the text reads
+    back exactly."""
+    stream: Any
+    if dialect == "messages":
+        stream = mout.MessageStream(model="m")
+    else:
+        stream = rout.ResponseStream(
+            rreq.request_to_chat({"model": "m", "input": "x"}), created_at=0.0
+        )
+    events = stream.start()
+    for chunk in [_chunk(AWKWARD), _chunk(AWKWARD[::-1]), _chunk(finish="stop")]:
+        events += stream.feed(chunk)
+    events += stream.finish()
+    sent = _sent(events)
+    assert all(data["type"] == name for name, data in sent)
+    delta = "content_block_delta" if dialect == "messages" else "response.output_text.delta"
+    texts = [d["delta"]["text"] if dialect == "messages" else d["delta"]
+             for name, d in sent if name == delta]  # fmt: skip
+    assert texts == [AWKWARD, AWKWARD[::-1]]
+    assert named_events(events).count(b"data: ") == len(sent)
+
+
 @pytest.mark.parametrize("script", ["text", "tools", "cut"])
 def test_anthropic_events_turn_back_into_the_same_chunks(script: str) -> None:
     """Chunks → the edge's Messages events → the provider's chunks: the joined
@@ -559,9 +601,8 @@ def test_anthropic_events_turn_back_into_the_same_chunks(script: str) -> None:
         events += stream.feed(chunk)
     events += stream.finish()
     reader = wire.EventsToChunks()
-    # A payload is an object, or JSON the stream wrote itself (text deltas).
-    payloads = [(n, json.loads(d) if isinstance(d, bytes) else d) for n, d in events]
-    chunks = [c for name, data in payloads for c in reader.feed(name, data)]
+    # As sent: some events are objects, some whole frames the stream wrote itself.
+    chunks = [c for name, data in _sent(events) for c in reader.feed(name, data)]
     reader.end()
     want, got = completion_from_chunks(SCRIPTS[script]), completion_from_chunks(chunks)
     assert got.choices[0].message.content == want.choices[0].message.content

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ails.server.dialects.common import DialectEvent, json_string, load_arguments, new_id
+from ails.server.dialects.common import DialectEvent, escaped_string, load_arguments, new_id
 from ails.server.errors import UPSTREAM_AUTH_FAILED
 from ails.types import Chunk, Completion, Usage
+from ails.wire import FRAMES
 
 #: finish_reason → stop_reason.
 STOP_REASONS = {
@@ -132,7 +133,7 @@ class MessageStream:
         self._open: str | None = None  # "text", or "tool:N" for OpenAI's call index N
         self._finish: str | None = None
         self._usage: Usage | None = None
-        #: The open text block's delta payload up to its text (one per token: a template).
+        #: The open text block's delta frame up to its text (one per token: a template).
         self._text_head = b""
 
     def start(self) -> list[DialectEvent]:
@@ -161,10 +162,13 @@ class MessageStream:
                 if self._open != "text":
                     events += self._begin("text", {"type": "text", "text": ""})
                     self._text_head = (
+                        b"event: content_block_delta\ndata: "
                         b'{"type":"content_block_delta","index":%d,'
                         b'"delta":{"type":"text_delta","text":' % self._index
                     )
-                events.append(("content_block_delta", self._text_head + json_string(text) + b"}}"))
+                # A whole frame, as named_events would write it: the text is
+                # the one part a client controls, so the only one escaped.
+                events.append((FRAMES, self._text_head + escaped_string(text) + b"}}\n\n"))
             for call in delta.tool_calls or ():
                 events += self._tool_delta(call)
             if choice.finish_reason is not None:

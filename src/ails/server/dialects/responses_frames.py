@@ -10,12 +10,7 @@ part a client controls (the text; ids, numbers and event names are ours)."""
 
 from __future__ import annotations
 
-import msgspec
-
 from ails.server.dialects.common import json_string
-
-#: Called directly for each token's text, rather than through json_string.
-_encode = msgspec.json.Encoder().encode
 
 
 def _frame(name: str, payload: bytes) -> bytes:
@@ -24,12 +19,6 @@ def _frame(name: str, payload: bytes) -> bytes:
 
 def _escaped(json_text: bytes) -> bytes:
     return json_text.replace(b"data: ", b"data\\u003a ") if b"data: " in json_text else json_text
-
-
-def escaped_string(text: str) -> bytes:
-    """``text`` as a JSON string, safe inside a ``data:`` line."""
-    data = _encode(text)
-    return data.replace(b"data: ", b"data\\u003a ") if b"data: " in data else data
 
 
 def response_event(kind: str, seq: int, response: bytes) -> bytes:
@@ -58,7 +47,7 @@ def message_opened(seq: int, index: int, item_id: str) -> bytes:
 
 def text_delta_template(index: int, item_id: str) -> bytes:
     """An ``output_text.delta`` frame of one item, to fill in with its
-    sequence number and :func:`escaped_string` of its text: one per token."""
+    sequence number and the ``escaped_string`` of its text: one per token."""
     fixed = b'"item_id":%s,"output_index":%d' % (json_string(item_id), index)
     return _frame(
         "response.output_text.delta",
@@ -109,7 +98,6 @@ def message_closed(seq: int, index: int, item_id: str, text: str) -> bytes:
 
 
 __all__ = [
-    "escaped_string",
     "message_closed",
     "message_opened",
     "response_event",

@@ -19,6 +19,7 @@ from ails.server.dialects.common import (
     DialectEvent,
     dump_json,
     encode_json,
+    escaped_string,
     json_string,
     load_arguments,
     new_id,
@@ -211,7 +212,7 @@ class ResponseStream:
         self._parts.append(text)
         if not self._quiet:
             # One of these per token: its item's template, a number and the text.
-            events.append((FRAMES, self._delta % (self._seq, frames.escaped_string(text))))
+            events.append((FRAMES, self._delta % (self._seq, escaped_string(text))))
             self._seq += 1
 
     def _call(self, call: dict[str, Any]) -> list[DialectEvent]:
