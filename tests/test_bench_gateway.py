@@ -80,3 +80,29 @@ def test_paired_phase_reports_the_median_of_the_rounds_ratios_and_an_unsaturated
     assert any(v.startswith("Warning: paired 10-chunk stream") and "60%" in v for v in verdicts)
     assert not any(v.startswith("Warning: paired non-stream") for v in verdicts)
     assert render_paired({}, "ails serve", "pass-through", 1.18, 64) == ("", [])
+
+
+def test_dialect_paired_reports_each_dialect_against_chat_by_the_median_of_its_rounds() -> None:
+    from dialect_paired import render as render_dialects
+
+    figures = {
+        "rate": {"chat": [100.0, 200.0, 100.0], "messages": [110.0, 300.0, 105.0],
+                 "responses": [120.0, 240.0, 125.0]},
+        "rate core": {"chat": [0.99] * 3, "messages": [0.98] * 3, "responses": [0.99] * 3},
+        "stream": {"chat": [100.0] * 3, "messages": [130.0, 120.0, 125.0],
+                   "responses": [110.0] * 3},
+        "stream core": {"chat": [1.0] * 3, "messages": [1.0, 0.5, 1.0], "responses": [1.0] * 3},
+    }  # fmt: skip
+    table, verdicts = render_dialects(figures, 64)
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "/v1/" in r]
+    by = {(r.split("|")[1].strip(), r.split("|")[3].strip()): r for r in rows}
+    # messages non-stream: the rounds' ratios are 1.10, 1.50, 1.05, so the median is 1.10.
+    assert "| 1.100× |" in by[("non-stream", "/v1/messages")]
+    assert by[("non-stream", "/v1/messages")].endswith("| yes |")
+    assert "| 1.200× |" in by[("non-stream", "/v1/responses")]
+    assert by[("non-stream", "/v1/responses")].endswith("| **NO** |")
+    assert "| 1.250× |" in by[("10-chunk stream", "/v1/messages")]
+    assert "| 50% |" in by[("10-chunk stream", "/v1/messages")]
+    assert any(v.startswith("Warning: 10-chunk stream /v1/messages") for v in verdicts)
+    assert not any(v.startswith("Warning: non-stream") for v in verdicts)
+    assert sum("meets" in v for v in verdicts) == 2  # messages non-stream, responses stream (1.10)
