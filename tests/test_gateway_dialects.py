@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import openai
 import pytest
 import requests
 
+from ails.server.ratelimit import FLUSH_S
 from gateway_proc import Gateway
 from upstream import Upstream
 
@@ -424,3 +426,69 @@ def test_a_dialect_stream_sends_its_head_and_start_with_the_first_events(
     assert got.startswith(b"HTTP/1.1 200"), got[:200]
     assert start in got and first in got, got
     assert rest.count(first) == 1 and rest.rstrip().endswith(b"0"), rest[-200:]
+
+
+# -- a key's limits hold in every dialect -------------------------------------------------------
+
+
+def _fresh_minute(need: float = 10.0) -> None:
+    """Wait for the next minute (the limits' window) when fewer than ``need``
+    seconds are left of this one."""
+    left = 60 - time.time() % 60
+    if left < need:
+        time.sleep(left + 0.05)
+
+
+def _dialect_call(g: Gateway, key: str, path: str, model: str, stream: bool) -> requests.Response:
+    text = "a b c d e"  # the test upstream's usage: 5 prompt words + 5 echoed = 10 tokens
+    body: dict[str, Any] = {"model": model, "stream": stream}
+    if path == "/v1/messages":
+        body |= {"max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    else:
+        body |= {"input": text, "store": False}
+    headers = {"Authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    r = requests.post(f"{g.url}{path}", json=body, headers=headers, timeout=10)
+    _ = r.content  # the whole stream
+    return r
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+def test_a_keys_tokens_per_minute_count_what_each_dialect_used(
+    up: Upstream, path: str, stream: bool
+) -> None:
+    """``--tpm`` charges the tokens a Messages or Responses answer used, as
+    it does a chat completion's: 20 a minute is two answers of 10, then 429."""
+    key = "tpm-dialect-key-0123"
+    args = ["--upstream", up.base_url, "--api-key", key, "--tpm", "20", "--max-retries", "0"]
+    with Gateway(args) as g:
+        _fresh_minute()
+        answers = []
+        for _ in range(3):
+            answers.append(_dialect_call(g, key, path, "test-model", stream))
+            time.sleep(FLUSH_S + 0.1)  # the tokens used are written in batches, soon after
+        assert [r.status_code for r in answers] == [200, 200, 429], answers[-1].text
+        assert answers[0].headers["x-ratelimit-limit-tokens"] == "20"
+        if not stream:  # a whole answer's headers already count its own tokens
+            assert answers[1].headers["x-ratelimit-remaining-tokens"] == "0"
+        refusal = answers[2].json()
+        if path == "/v1/messages":
+            assert refusal["error"]["type"] == "rate_limit_error"
+        else:
+            assert refusal["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_a_keys_request_comes_back_when_the_backend_fails_in_each_dialect(up: Upstream) -> None:
+    """A backend that fails before any output gives the request back to
+    ``--rpm`` on the dialects too (as on chat, tests/test_doors.py)."""
+    key = "rpm-dialect-key-0123"
+    args = ["--upstream", up.base_url, "--api-key", key, "--rpm", "2", "--max-retries", "0"]
+    with Gateway(args) as g:
+        _fresh_minute()
+        for path in ("/v1/messages", "/v1/responses"):
+            for stream in (False, True):
+                r = _dialect_call(g, key, path, "status:503", stream)
+                assert r.status_code >= 500, (path, stream, r.status_code, r.text)
+        statuses = [_dialect_call(g, key, "/v1/messages", "test-model", False).status_code
+                    for _ in range(3)]  # fmt: skip
+        assert statuses == [200, 200, 429]

@@ -11,7 +11,6 @@ event, never a silent truncation.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +20,11 @@ import msgspec
 from aiohttp import web
 
 from ails.errors import AilsError
-from ails.providers.base import ChunkStream, QueueWait, TokenCount
+from ails.providers.base import ChunkStream, TokenCount
+from ails.server.admission import Admitted
 from ails.server.answer import JSONAnswer
 from ails.server.auth import Caller, bearer_token
+from ails.server.dialect_pump import pump_events
 from ails.server.dialects import (
     messages_request,
     messages_stream,
@@ -33,25 +34,18 @@ from ails.server.dialects import (
 from ails.server.dialects.common import DialectEvent
 from ails.server.errors import JSON_TYPE, GatewayError
 from ails.server.middleware import anthropic_error_response
+from ails.server.ratelimit import completion_tokens
 from ails.server.records import CALLER, RID, current_record, note_refusal
-from ails.server.sse_response import DeferredHeadResponse
 from ails.server.validation import refuse_signed
 from ails.types import Completion
-from ails.wire import named_events, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
     from ails.server.middleware import RouteTarget
 
-log = logging.getLogger("ails.server")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 #: Bytes of prompt JSON per token in a count_tokens estimate (English text
@@ -98,80 +92,38 @@ class DialectRoutes:
 
     # -- shared --------------------------------------------------------------------------------
 
-    async def _open(self, chat: dict[str, Any], headers: dict[str, str]) -> ChunkStream:
+    async def _open(self, chat: dict[str, Any], admitted: Admitted) -> ChunkStream:
         try:
             return await self.gateway.router.open_stream(self.gateway.chat_request(chat))
         except AilsError as exc:
-            raise self.gateway.failure(exc, headers) from None
+            raise await self._failed(exc, admitted) from None
 
-    async def _complete(self, chat: dict[str, Any], headers: dict[str, str]) -> Completion:
+    async def _complete(self, chat: dict[str, Any], admitted: Admitted) -> Completion:
+        """The whole answer, its tokens charged to the key's ``--tpm`` as a
+        chat completion's are (the headers then say what is left)."""
+        headers = admitted.headers
         try:
             reply = await self.gateway.router.reply(self.gateway.chat_request(chat))
         except AilsError as exc:
-            raise self.gateway.failure(exc, headers) from None
+            raise await self._failed(exc, admitted) from None
+        completion = reply.completion
         record = current_record()
         if record is not None:
-            record.usage(reply.completion.usage)
+            record.usage(completion.usage)
         if reply.queue_ms is not None:
             headers["x-ails-queue-ms"] = str(reply.queue_ms)
-        return reply.completion
+        limits = admitted.limits
+        if limits is not None and limits.counts_tokens:
+            limits.charge(completion_tokens(completion, chat["messages"]))
+            headers.update(limits.headers())
+        return completion
 
-    async def _pump(
-        self,
-        request: web.Request,
-        stream: ChunkStream,
-        headers: dict[str, str],
-        start: list[DialectEvent],
-        feed: Any,
-        finish: Any,
-        fail: Any,
-    ) -> web.StreamResponse:
-        """Send ``start``, then each batch's events, then ``finish()``; on a
-        failure ``fail(exc)``'s events. The backend is closed whatever happens.
-
-        As few sends as the chat path (server/stream_pump.py): the head and
-        ``start`` go out with the first events (a queue notice, or the first
-        batch's), and the last batch with the end, so an upstream answer that
-        arrives in one read leaves in two sends, not five."""
-        rid = headers["x-request-id"]
-        resp = DeferredHeadResponse(headers={**_SSE_HEADERS, **headers})
-        record, metrics = current_record(), self.gateway.metrics
-        if metrics is not None:
-            metrics.streams += 1
-        try:
-            await resp.prepare(request)
-            pending = named_events(start)  # sent with the first bytes after it
-            try:
-                async for batch in stream:
-                    if type(batch) is QueueWait:  # comments are legal in any SSE stream
-                        if not batch.started:
-                            await resp.write(pending + queue_comment(batch.ahead))
-                            pending = b""
-                        continue
-                    if record is not None:
-                        record.batch(batch)
-                    events = [event for chunk in batch for event in feed(chunk)]
-                    if not events:
-                        continue
-                    if record is not None:
-                        record.first_byte()
-                    if stream.ended:  # the last batch: sent with the end, in one write
-                        pending += named_events(events)
-                        break
-                    await resp.write(pending + named_events(events))
-                    pending = b""
-                end = finish()
-            except AilsError as exc:
-                log.warning("request %s: stream failed: %s", rid, self.gateway.redact(str(exc)))
-                end = fail(exc)
-            await resp.write_eof(pending + named_events(end))
-        except ConnectionError:
-            log.info("request %s: the client went away mid-stream", rid)
-        finally:
-            await stream.aclose()
-            if metrics is not None:
-                metrics.streams -= 1
-        return resp
+    async def _failed(self, exc: AilsError, admitted: Admitted) -> GatewayError:
+        """A backend that failed before any output: the request's quota and
+        rpm units are given back (as on chat), and the error is the gateway's."""
+        if admitted.refund is not None:
+            await admitted.refund()
+        return self.gateway.failure(exc, admitted.headers)
 
     def _error_text(self, exc: AilsError) -> tuple[int, str, str]:
         err = self.gateway.failure(exc, {"x-request-id": "-"})
@@ -210,10 +162,10 @@ class DialectRoutes:
         headers = admitted.headers
         _dropped_header(headers, translated.dropped_tools)
         if not translated.stream:
-            completion = await self._complete(translated.chat, headers)
+            completion = await self._complete(translated.chat, admitted)
             message = messages_stream.completion_to_message(completion, model=translated.model)
             return JSONAnswer(_encode(message), headers)
-        stream = await self._open(translated.chat, headers)
+        stream = await self._open(translated.chat, admitted)
         out = messages_stream.MessageStream(model=translated.model)
 
         def fail(exc: AilsError) -> list[DialectEvent]:
@@ -221,7 +173,10 @@ class DialectRoutes:
             return [messages_stream.error_event(status, message, code)]
 
         start = [*out.start(), messages_stream.ping()]
-        return await self._pump(request, stream, headers, start, out.feed, out.finish, fail)
+        prompt = translated.chat["messages"]
+        return await pump_events(
+            self.gateway, request, stream, admitted, prompt, start, out.feed, out.finish, fail
+        )
 
     async def _count_tokens(self, original: web.Request) -> web.StreamResponse:
         """The backend's own count where it has one (the embedded model's
@@ -296,6 +251,8 @@ class DialectRoutes:
         if previous is not None:
             stored = await self._load(str(previous), caller)
             if stored is None:
+                if admitted.refund is not None:  # refused before any work: no unit spent
+                    await admitted.refund()
                 raise GatewayError(
                     404,
                     f"Previous response with id '{previous}' not found.",
@@ -306,13 +263,13 @@ class DialectRoutes:
             translated = responses_request.request_to_chat(body, stored["messages"])
         _dropped_header(headers, translated.dropped_tools)
         if not translated.stream:
-            completion = await self._complete(translated.chat, headers)
+            completion = await self._complete(translated.chat, admitted)
             answer, done = responses_stream.completion_to_response(
                 completion, translated, created_at=time.time()
             )
             await self._save(translated, done, caller)
             return JSONAnswer(answer, headers)
-        stream = await self._open(translated.chat, headers)
+        stream = await self._open(translated.chat, admitted)
         out = responses_stream.ResponseStream(translated, created_at=time.time())
         saved: list[bool] = []
 
@@ -324,7 +281,10 @@ class DialectRoutes:
             _, code, message = self._error_text(exc)
             return out.fail(code, message)
 
-        resp = await self._pump(request, stream, headers, out.start(), out.feed, finish, fail)
+        prompt = translated.chat["messages"]
+        resp = await pump_events(
+            self.gateway, request, stream, admitted, prompt, out.start(), out.feed, finish, fail
+        )
         if saved:
             await self._save(translated, out, caller)
         return resp

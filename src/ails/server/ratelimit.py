@@ -40,7 +40,7 @@ from ails.keyrules import read_key
 from ails.server.auth import Caller
 from ails.server.errors import GatewayError
 from ails.server.state import Count, Counter, StateStore
-from ails.types import Chunk, ChunkMeta, Usage
+from ails.types import Chunk, ChunkMeta, Completion, Usage
 
 log = logging.getLogger("ails.server")
 
@@ -336,6 +336,15 @@ def answer_tokens(answer: bytes, messages: list[dict[str, Any]]) -> int:
     return estimate_tokens(messages) + estimate_tokens(texts)
 
 
+def completion_tokens(completion: Completion, messages: list[dict[str, Any]]) -> int:
+    """Tokens a whole answer ails holds decoded used: its ``usage``, else an
+    estimate, as :func:`answer_tokens` reads them from the JSON."""
+    if completion.usage is not None and _total(completion.usage) > 0:
+        return _total(completion.usage)
+    texts = [{"content": c.message.content} for c in completion.choices]
+    return estimate_tokens(messages) + estimate_tokens(texts)
+
+
 class UsageMeter:
     """Watches a stream for the tokens it used: the usage chunk, else an
     estimate (the prompt's characters, and one token per content chunk)."""
@@ -371,6 +380,7 @@ __all__ = [
     "UsageMeter",
     "answer_tokens",
     "ask_for_usage",
+    "completion_tokens",
     "estimate_tokens",
     "format_reset",
     "key_tables",
