@@ -452,3 +452,25 @@ def test_a_streamed_batch_keeps_each_chunk_text_as_received(up: Any) -> None:
         assert (decoded["choices"][0]["delta"].get("content") if decoded["choices"] else None) == (
             content
         )
+
+
+def test_a_backend_s_malformed_tool_calls_are_left_out_of_the_joined_answer(up: Any) -> None:
+    """Tool-call fragments that are not ones (``"function": "oops"``, an index
+    ``"x"`` or 10**9, an id that is a number) are dropped when a stream's
+    calls are joined, never a crash nor a list grown to the index; the good
+    call beside them comes through whole."""
+    with (
+        client(up) as c,
+        c.chat.completions.create(model="openai/badcalls", messages=HELLO, stream=True) as s,
+    ):
+        chunks = list(s)
+    joined = ails.types.completion_from_chunks(chunks)
+    message = joined.choices[0].message
+    assert message.content == "tok0 " and joined.choices[0].finish_reason == "tool_calls"
+    assert message.tool_calls == [
+        {
+            "id": "call_ok",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": 1}'},
+        }
+    ]

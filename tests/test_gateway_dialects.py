@@ -24,7 +24,7 @@ KEY = "dialect-test-key-0123"
 OTHER = "another-client-key-4567"
 MODELS = ["test-model", "status:503", "status:400", "status:429:retry-after=7",
           "status:401", "status:403", "midstream_error:2", "chunks:3",
-          "keepalive:2:300"]  # fmt: skip
+          "keepalive:2:300", "badcalls"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -492,3 +492,30 @@ def test_a_keys_request_comes_back_when_the_backend_fails_in_each_dialect(up: Up
         statuses = [_dialect_call(g, key, "/v1/messages", "test-model", False).status_code
                     for _ in range(3)]  # fmt: skip
         assert statuses == [200, 200, 429]
+
+
+def test_a_backend_s_malformed_tool_calls_are_left_out_in_each_dialect(
+    claude: anthropic.Anthropic, oai: openai.OpenAI
+) -> None:
+    """Tool calls a backend sent that are not ones (``"function": "oops"``, a
+    string, a name or an id that is a number) are left out of a Messages or
+    Responses answer, whole or streamed; the text and the good call beside
+    them come through (before, the translation raised mid-answer)."""
+    hi: Any = [{"role": "user", "content": "hi"}]
+    message = claude.messages.create(model="badcalls", max_tokens=20, messages=hi)
+    with claude.messages.stream(model="badcalls", max_tokens=20, messages=hi) as s:
+        streamed = s.get_final_message()
+    for answer in (message, streamed):
+        kinds = [block.type for block in answer.content]
+        assert kinds == ["text", "tool_use"] and answer.stop_reason == "tool_use", answer
+        call = answer.content[1]
+        assert (call.name, call.input) == ("lookup", {"q": 1})  # type: ignore[union-attr]
+    whole = oai.responses.create(model="badcalls", input="hi", store=False)
+    with oai.responses.stream(model="badcalls", input="hi", store=False) as rs:
+        final = rs.get_final_response()
+    for response in (whole, final):
+        assert response.output_text == "tok0 " and response.status == "completed"
+        calls = [item for item in response.output if item.type == "function_call"]
+        assert [(c.name, c.arguments, c.call_id) for c in calls] == [
+            ("lookup", '{"q": 1}', "call_ok")
+        ]

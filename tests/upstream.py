@@ -67,6 +67,10 @@ any plain name             echo: one chunk per word of the last message's string
 ``big:BYTES``              one chunk of BYTES ``"x"`` characters
 ``invalid_utf8:N``         N chunks; chunk 1's JSON string holds raw bytes ``b"\\xff\\xfe"``
                            after ``tok1 `` (needs N >= 2). non-stream: same bytes in content
+``badcalls``               "tok0 ", then tool calls that are not ones (``"function": "oops"``,
+                           an index ``"x"`` or 10**9, an id 5, a string) around one good call
+                           ``lookup({"q": 1})`` (id ``call_ok``); then finish ``tool_calls``.
+                           non-stream: the same in ``message.tool_calls``
 ``drip:SECONDS[:MS]``      a valid ``chunks:5`` SSE body, one byte every MS ms (default 1000)
                            for SECONDS, then a clean end (the body is likely incomplete).
                            non-stream: same with the JSON body
@@ -946,6 +950,30 @@ class Upstream:
 
         return await self._contents(ctx, contents, transform=transform)
 
+    async def _sc_badcalls(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
+        _args(args, 0)
+        good = {"id": "call_ok", "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": 1}'}}  # fmt: skip
+        bad: list[Any] = [{"id": "c1", "type": "function", "function": "oops"}, "not a call",
+                          {"id": 5, "function": {"name": "h"}},
+                          {"function": {"name": 5, "arguments": "{}"}}]  # fmt: skip
+        ctx.finish_reason = "tool_calls"
+        ctx.sent = 1
+        if not ctx.stream:
+            answer = json.loads(ctx.completion(["tok0 "]))
+            answer["choices"][0]["message"]["tool_calls"] = [*bad, good]
+            return web.Response(body=_json(answer), content_type="application/json")
+        pieces = [{**b, "index": 0} if isinstance(b, dict) else b for b in bad]
+        pieces += [{"index": "x", "function": {"name": "f"}},
+                   {"index": 10**9, "function": {"name": "g", "arguments": "{}"}},
+                   {**good, "index": 0}]  # fmt: skip
+        calls = ctx._event([{"index": 0, "delta": {"tool_calls": pieces}, "finish_reason": None}])
+
+        async def body(resp: web.StreamResponse) -> None:
+            await resp.write(ctx.chunk(0, "tok0 ") + calls + ctx.tail())
+
+        return await self._guarded(ctx, body)
+
     async def _sc_drip(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
         _args(args, 1, optional=1)
         seconds = _float(args[0])
@@ -1010,6 +1038,7 @@ _SCENARIOS: dict[str, _Scenario] = {
     "big": Upstream._sc_big,
     "invalid_utf8": Upstream._sc_invalid_utf8,
     "badtype": Upstream._sc_badtype,
+    "badcalls": Upstream._sc_badcalls,
     "drip": Upstream._sc_drip,
     "endless": Upstream._sc_endless,
     "headerstall": Upstream._sc_headerstall,

@@ -87,6 +87,7 @@ class TextChunk(msgspec.Struct, gc=False):
 
 
 _text_chunk_decoder = msgspec.json.Decoder(TextChunk, strict=False)
+_encode_json = msgspec.json.Encoder().encode
 
 
 def text_chunk(data: bytes | str) -> Chunk:
@@ -259,27 +260,66 @@ def completion_from_chunks(chunks: list[Chunk]) -> Completion:
     )
 
 
+class CallPiece(msgspec.Struct, frozen=True):
+    """A tool call as OpenAI sends it (whole in a message, in fragments in a
+    stream), its fields checked: ``index`` None when it had none."""
+
+    index: int | None
+    id: str | None
+    type: str | None
+    name: str
+    arguments: str
+
+
+#: The highest ``index`` a tool call may have: no answer makes a thousand
+#: calls, and a broken index (10**9) must not grow a list to it.
+MAX_CALL_INDEX = 1023
+
+
+def call_piece(d: Any) -> CallPiece | None:
+    """``d`` as a :class:`CallPiece`, or None when it is not a tool call:
+    a backend's malformed call (``"function": "oops"``, a name that is a
+    number) is left out rather than failing the whole answer. Arguments sent
+    as a JSON object rather than as its text are taken as that text."""
+    if not isinstance(d, dict):
+        return None
+    fn = d.get("function")
+    if fn is None:
+        fn = {}
+    elif not isinstance(fn, dict):
+        return None
+    index, cid, kind = d.get("index"), d.get("id"), d.get("type")
+    name, arguments = fn.get("name"), fn.get("arguments")
+    if isinstance(arguments, dict | list):
+        arguments = _encode_json(arguments).decode()
+    if index is not None and (type(index) is not int or not 0 <= index <= MAX_CALL_INDEX):
+        return None
+    for value in (cid, kind, name, arguments):
+        if value is not None and not isinstance(value, str):
+            return None
+    return CallPiece(index, cid, kind, name or "", arguments or "")
+
+
 def _merge_tool_calls(acc: list[Any], deltas: list[Any]) -> None:
     """Streamed tool calls arrive as fragments keyed by ``index``; join them."""
     for d in deltas:
-        if not isinstance(d, dict):
+        piece = call_piece(d)
+        if piece is None:
             continue
-        idx = d.get("index", len(acc))
+        idx = len(acc) if piece.index is None else piece.index
         while len(acc) <= idx:
             acc.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
         call = acc[idx]
-        if d.get("id"):
-            call["id"] = d["id"]
-        if d.get("type"):
-            call["type"] = d["type"]
-        fn = d.get("function") or {}
-        if fn.get("name"):
-            call["function"]["name"] += fn["name"]
-        if fn.get("arguments"):
-            call["function"]["arguments"] += fn["arguments"]
+        if piece.id:
+            call["id"] = piece.id
+        if piece.type:
+            call["type"] = piece.type
+        call["function"]["name"] += piece.name
+        call["function"]["arguments"] += piece.arguments
 
 
 __all__ = [
+    "CallPiece",
     "ChatRequest",
     "Chunk",
     "ChunkChoice",
@@ -292,6 +332,7 @@ __all__ = [
     "TextChunk",
     "Usage",
     "as_message_dicts",
+    "call_piece",
     "completion_from_chunks",
     "text_chunk",
     "text_completion",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ails.server.dialects.common import DialectEvent, escaped_string, load_arguments, new_id
 from ails.server.errors import UPSTREAM_AUTH_FAILED
-from ails.types import Chunk, Completion, Usage
+from ails.types import Chunk, Completion, Usage, call_piece
 from ails.wire import FRAMES
 
 #: finish_reason → stop_reason.
@@ -97,13 +97,15 @@ def completion_to_message(
         if isinstance(text, str) and text:
             content.append({"type": "text", "text": text})
         for call in choice.message.tool_calls or []:
-            function = call.get("function") or {}
+            piece = call_piece(call)
+            if piece is None:
+                continue  # a backend's malformed call: left out, not a crash
             content.append(
                 {
                     "type": "tool_use",
-                    "id": call.get("id") or new_id("toolu_"),
-                    "name": function.get("name", ""),
-                    "input": load_arguments(function.get("arguments", "")),
+                    "id": piece.id or new_id("toolu_"),
+                    "name": piece.name,
+                    "input": load_arguments(piece.arguments),
                 }
             )
     if not content:
@@ -176,21 +178,21 @@ class MessageStream:
         return events
 
     def _tool_delta(self, call: Any) -> list[DialectEvent]:
-        if not isinstance(call, dict):
-            return []
+        piece = call_piece(call)
+        if piece is None:
+            return []  # a backend's malformed call: left out, not a crash
         events: list[DialectEvent] = []
-        key = f"tool:{call.get('index', 0)}"
-        function = call.get("function") or {}
+        key = f"tool:{piece.index or 0}"
         if self._open != key:
             block: dict[str, Any] = {
                 "type": "tool_use",
-                "id": call.get("id") or new_id("toolu_"),
-                "name": function.get("name") or "",
+                "id": piece.id or new_id("toolu_"),
+                "name": piece.name,
                 "input": {},
             }
             events += self._begin(key, block)
-        if function.get("arguments"):
-            delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
+        if piece.arguments:
+            delta = {"type": "input_json_delta", "partial_json": piece.arguments}
             events.append(self._delta(delta))
         return events
 

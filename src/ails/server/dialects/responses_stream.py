@@ -25,7 +25,7 @@ from ails.server.dialects.common import (
     new_id,
 )
 from ails.server.dialects.responses_request import ResponsesRequest
-from ails.types import Chunk, ChunkChoice, Completion, Delta, Usage
+from ails.types import CallPiece, Chunk, ChunkChoice, Completion, Delta, Usage, call_piece
 from ails.wire import FRAMES
 
 
@@ -186,8 +186,9 @@ class ResponseStream:
             if text:
                 self._text(text, events)
             for call in delta.tool_calls or ():
-                if isinstance(call, dict):
-                    events += self._call(call)
+                piece = call_piece(call)
+                if piece is not None:  # a backend's malformed call: left out
+                    events += self._call(piece)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
         return events
@@ -215,16 +216,15 @@ class ResponseStream:
             events.append((FRAMES, self._delta % (self._seq, escaped_string(text))))
             self._seq += 1
 
-    def _call(self, call: dict[str, Any]) -> list[DialectEvent]:
+    def _call(self, call: CallPiece) -> list[DialectEvent]:
         events: list[DialectEvent] = []
-        key = f"call:{call.get('index', 0)}"
-        function = call.get("function") or {}
+        key = f"call:{call.index or 0}"
         if self._open_key != key:
             events += self._close()
-            name = function.get("name") or ""
+            name = call.name
             item: dict[str, Any] = {
                 "id": new_id("fc_"),
-                "call_id": call.get("id") or new_id("call_"),
+                "call_id": call.id or new_id("call_"),
             }
             if name in self.request.tool_names.custom:
                 item.update(type="custom_tool_call", name=name, input="")
@@ -235,7 +235,7 @@ class ResponseStream:
                     item["namespace"] = namespace
             events += self._add(item, key)
         assert self._open is not None
-        fragment = function.get("arguments") or ""
+        fragment = call.arguments
         if fragment:
             self._open["_text"].append(fragment)
             # A custom tool's input is known only once its JSON wrapper is whole.
@@ -331,7 +331,10 @@ def completion_to_response(
     if completion.choices:
         choice = completion.choices[0]
         message = choice.message
-        calls = [{**call, "index": i} for i, call in enumerate(message.tool_calls or [])]
+        calls = [
+            {**call, "index": i} if isinstance(call, dict) else call  # not one: feed drops it
+            for i, call in enumerate(message.tool_calls or [])
+        ]
         text = message.content if isinstance(message.content, str) else None
         delta = Delta(content=text or None, tool_calls=calls or None)
         chunk = Chunk(
