@@ -216,3 +216,26 @@ def test_an_anthropic_backend_pointing_at_the_gateway_itself_is_refused(tmp_path
     assert result.returncode == 2, result.stderr
     assert "backend anthropic points at this gateway itself" in result.stderr
     assert json.dumps(result.stderr).count("Traceback") == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"messages": [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"function": "oops"}]}]},
+      "messages[1].tool_calls[0]"),
+     ({"messages": [{"role": "assistant", "tool_calls": "oops"}]}, "messages[0].tool_calls"),
+     ({"tools": [5]}, "tools[0]"),
+     ({"tools": [{"type": "function", "function": "oops"}]}, "tools[0]")],
+)  # fmt: skip
+def test_a_malformed_tool_call_or_tool_is_a_400_naming_it_not_a_crash(
+    oai: openai.OpenAI, up: AnthropicUpstream, extra: dict[str, Any], param: str
+) -> None:
+    """The Messages request is written from the chat request; a tool call or
+    a tool in it that is not one is refused before anything is sent."""
+    body: dict[str, Any] = {"messages": _hi("hi"), **extra}
+    sent = len(up.requests)
+    with pytest.raises(openai.BadRequestError) as info:
+        oai.chat.completions.create(model="claude-test", **body)
+    error = info.value.body
+    assert isinstance(error, dict) and error.get("param") == param, error
+    assert len(up.requests) == sent  # nothing reached the upstream

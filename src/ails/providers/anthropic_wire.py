@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ails.errors import ProtocolError, ProviderError, error_for_status
+from ails.errors import BadRequest, ProtocolError, ProviderError, error_for_status
 from ails.types import (
     Chunk,
     ChunkChoice,
@@ -27,6 +27,7 @@ from ails.types import (
     Delta,
     Message,
     Usage,
+    call_piece,
 )
 
 #: Anthropic requires ``max_tokens``; this is sent when the caller gives none.
@@ -65,7 +66,9 @@ def messages_body(model: str, messages: list[dict[str, Any]], **params: Any) -> 
     """The Messages request for an OpenAI-shaped chat request."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
-    for message in messages:
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _not_one(f"messages[{i}]", "a message object", message)
         role = message.get("role")
         if role in ("system", "developer"):
             system.append(_text(message.get("content")))
@@ -77,7 +80,7 @@ def messages_body(model: str, messages: list[dict[str, Any]], **params: Any) -> 
             }
             _append(turns, "user", [block])
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message))
+            _append(turns, "assistant", _assistant_blocks(message, i))
         else:
             _append(turns, "user", _user_blocks(message.get("content")))
     body: dict[str, Any] = {
@@ -97,7 +100,7 @@ def messages_body(model: str, messages: list[dict[str, Any]], **params: Any) -> 
         body["metadata"] = {"user_id": params["user"]}
     tools = params.get("tools")
     if tools:
-        body["tools"] = [_tool(t) for t in tools]
+        body["tools"] = [_tool(t, k) for k, t in enumerate(tools)]
         choice = _tool_choice(params.get("tool_choice"))
         if params.get("parallel_tool_calls") is False:
             choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
@@ -153,29 +156,50 @@ def _image(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+def _not_one(param: str, what: str, value: Any) -> BadRequest:
+    """The typed 400 for a request field that is not what it must be (sent
+    on, it would be the upstream's 400 anyway, or a crash here)."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return BadRequest(
+        f"{param} must be {what}, not {shown}",
+        status=400,
+        provider="anthropic",
+        code="invalid_type",
+        param=param,
+    )
+
+
+def _assistant_blocks(message: dict[str, Any], i: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     text = _text(message.get("content"))
     if text:
         blocks.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise _not_one(f"messages[{i}].tool_calls", "an array of tool calls", calls)
+    for j, call in enumerate(calls):
+        piece = call_piece(call)
+        if piece is None:
+            raise _not_one(f"messages[{i}].tool_calls[{j}]", "a tool call", call)
         try:
-            arguments = _decode(function.get("arguments") or "{}")
+            arguments = _decode(piece.arguments or "{}")
         except msgspec.DecodeError:
             arguments = {}
         blocks.append(
             {
                 "type": "tool_use",
-                "id": str(call.get("id", "")),
-                "name": str(function.get("name", "")),
+                "id": piece.id or "",
+                "name": piece.name,
                 "input": arguments if isinstance(arguments, dict) else {},
             }
         )
     return blocks
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool(tool: Any, k: int) -> dict[str, Any]:
+    if not isinstance(tool, dict) or not isinstance(tool.get("function") or {}, dict):
+        raise _not_one(f"tools[{k}]", "a function tool", tool)
     function = tool.get("function") or {}
     out = {
         "name": str(function.get("name", "")),
