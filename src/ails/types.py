@@ -236,7 +236,10 @@ def completion_from_chunks(chunks: list[Chunk]) -> Completion:
             if choice.finish_reason is not None:
                 finish[choice.index] = choice.finish_reason
             if isinstance(choice.logprobs, dict):
-                logprobs.setdefault(choice.index, []).extend(choice.logprobs.get("content") or ())
+                entries = choice.logprobs.get("content")
+                joined = logprobs.setdefault(choice.index, [])
+                if isinstance(entries, list):  # a backend's other value: not logprobs
+                    joined.extend(entries)
     choices = [
         CompletionChoice(
             index=i,
