@@ -227,10 +227,16 @@ def _tools(tools: Any, names: ToolNames) -> tuple[list[dict[str, Any]], list[str
         if not isinstance(tool, dict):
             raise GatewayError(400, f"tools[{i}]: must be an object", param=f"tools[{i}]")
         if tool.get("type") == "namespace":
-            for inner in tool.get("tools") or []:
+            space, inners = tool.get("name"), tool.get("tools") or []
+            if not isinstance(space, str) or not space or not isinstance(inners, list):
+                raise GatewayError(
+                    400, f"tools[{i}]: a namespace needs a name and a list of tools",
+                    param=f"tools[{i}]",
+                )  # fmt: skip
+            for inner in inners:
                 if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-                    flat = f"{tool.get('name')}{NAMESPACE_SEP}{inner['name']}"
-                    names.namespaced[flat] = (str(tool.get("name")), inner["name"])
+                    flat = f"{space}{NAMESPACE_SEP}{inner['name']}"
+                    names.namespaced[flat] = (space, inner["name"])
                     out.append(_function(inner, flat, names, f"tools[{i}]"))
         elif tool.get("type") in ("function", "custom"):
             out.append(_function(tool, tool.get("name"), names, f"tools[{i}]"))
@@ -266,11 +272,16 @@ def _tool_choice(choice: Any, chat: dict[str, Any], tools: list[dict[str, Any]])
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind in ("function", "custom"):
         name = choice.get("name")
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise GatewayError(400, f"tool_choice: no tool named {name!r}", param="tool_choice")
         chat["tool_choice"] = {"type": "function", "function": {"name": name}}
     elif kind == "allowed_tools":
-        allowed = {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
+        listed = choice.get("tools") or []
+        if not isinstance(listed, list):
+            raise GatewayError(400, "tool_choice.tools: a list of tools", param="tool_choice")
+        allowed = {
+            t.get("name") for t in listed if isinstance(t, dict) and type(t.get("name")) is str
+        }
         chat["tools"] = [t for t in tools if t["function"]["name"] in allowed]
         chat["tool_choice"] = "required" if choice.get("mode") == "required" else "auto"
     elif kind is not None:
