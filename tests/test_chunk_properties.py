@@ -26,26 +26,10 @@ from ails.server.dialects import messages_stream as mout
 from ails.server.dialects import responses_request as rreq
 from ails.server.dialects import responses_stream as rout
 from ails.types import Chunk, Completion, completion_from_chunks
-from ails.wire import named_events
+from dialect_values import anything, sent_frames
 
 _decode = msgspec.json.Decoder(Chunk, strict=False).decode
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**40), 2**40)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-# Scalars half the time: a wrong value is more often a number or a string
-# than a nested structure.
-anything = scalars | st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
 indexes = st.integers(0, 2) | st.integers(-(2**40), 2**40) | anything
 texts = st.text(max_size=8) | st.sampled_from(["data: x", '"', "%d", "\n", "{"])
 function = st.fixed_dictionaries(
@@ -102,16 +86,6 @@ def decoded(values: list[dict[str, Any]]) -> list[Chunk]:
     return out
 
 
-def frames(events: list[Any]) -> list[tuple[str, Any]]:
-    """Each frame: one ``event:`` line and one ``data:`` line of JSON."""
-    out = []
-    for frame in named_events(events).decode().split("\n\n")[:-1]:
-        event, data = frame.split("\n")
-        assert event.startswith("event: ") and data.startswith("data: "), frame
-        out.append((event[len("event: ") :], json.loads(data[len("data: ") :])))
-    return out
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(chunk_json, max_size=5))
 def test_any_decoded_chunks_join_and_translate_without_an_exception(
@@ -126,7 +100,7 @@ def test_any_decoded_chunks_join_and_translate_without_an_exception(
     for chunk in chunks:
         events += messages.feed(chunk)
     events += messages.finish()
-    sent = frames(events)
+    sent = sent_frames(events)
     assert sent[0][0] == "message_start" and sent[-1][0] == "message_stop"
     assert all(data["type"] == name for name, data in sent)
     mout.completion_to_message(joined, model="m")
@@ -136,7 +110,7 @@ def test_any_decoded_chunks_join_and_translate_without_an_exception(
     for chunk in chunks:
         events += response.feed(chunk)
     events += response.finish()
-    sent = frames(events)
+    sent = sent_frames(events)
     assert sent[0][0] == "response.created"
     assert sent[-1][0] in ("response.completed", "response.incomplete")
     answer, _ = rout.completion_to_response(joined, request, created_at=0.0)

@@ -18,21 +18,7 @@ from hypothesis import strategies as st
 from ails.server.dialects import messages_request as mreq
 from ails.server.dialects import responses_request as rreq
 from ails.server.errors import GatewayError
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**40), 2**40)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-anything = scalars | st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
+from dialect_values import anything
 
 
 def shaped(required: dict[str, Any], optional: dict[str, Any]) -> st.SearchStrategy[Any]:

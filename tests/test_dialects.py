@@ -32,6 +32,7 @@ from ails.server.dialects import responses_stream as rout
 from ails.server.errors import GatewayError
 from ails.types import Chunk, ChunkChoice, Delta, Usage, completion_from_chunks
 from ails.wire import named_events
+from dialect_values import sent_frames
 
 # -- recorded chunk sequences, as a backend streams them ----------------------------------------
 
@@ -549,17 +550,6 @@ def test_a_chat_request_survives_the_trip_through_the_messages_api() -> None:
     assert back["tool_choice"] == "required" and back["parallel_tool_calls"] is False
 
 
-def _sent(events: list[Any]) -> list[tuple[str, Any]]:
-    """The events as a client reads them: written by ``named_events``, then
-    split into frames of one ``event:`` and one ``data:`` line each."""
-    out = []
-    for frame in named_events(events).decode().split("\n\n")[:-1]:
-        event, data = frame.split("\n")
-        assert event.startswith("event: ") and data.startswith("data: "), frame
-        out.append((event[len("event: ") :], json.loads(data[len("data: ") :])))
-    return out
-
-
 #: A token a client may send back: the naive client's marker, quotes, a
 #: %-format, a line break, a backslash and text outside ASCII.
 AWKWARD = 'say "data: x" 100% %d %s\nnext\\ line — ü 日本'
@@ -582,7 +572,7 @@ def test_a_token_with_data_colon_and_quotes_survives_each_dialect_s_frames(diale
     for chunk in [_chunk(AWKWARD), _chunk(AWKWARD[::-1]), _chunk(finish="stop")]:
         events += stream.feed(chunk)
     events += stream.finish()
-    sent = _sent(events)
+    sent = sent_frames(events)
     assert all(data["type"] == name for name, data in sent)
     delta = "content_block_delta" if dialect == "messages" else "response.output_text.delta"
     texts = [d["delta"]["text"] if dialect == "messages" else d["delta"]
@@ -602,7 +592,7 @@ def test_anthropic_events_turn_back_into_the_same_chunks(script: str) -> None:
     events += stream.finish()
     reader = wire.EventsToChunks()
     # As sent: some events are objects, some whole frames the stream wrote itself.
-    chunks = [c for name, data in _sent(events) for c in reader.feed(name, data)]
+    chunks = [c for name, data in sent_frames(events) for c in reader.feed(name, data)]
     reader.end()
     want, got = completion_from_chunks(SCRIPTS[script]), completion_from_chunks(chunks)
     assert got.choices[0].message.content == want.choices[0].message.content
