@@ -42,6 +42,8 @@ MODELS = [
     "reset",
     "flaky:1:500",
     "shared-model",
+    "queued:250",
+    "queued:soon",
 ]
 
 
@@ -661,3 +663,14 @@ def test_a_clean_shutdown_writes_every_buffered_access_line_first(up: Upstream) 
     for rid in rids:
         at = [i for i, ln in enumerate(g.lines) if f"rid={rid} " in ln]
         assert at and at[0] < bye, g.log
+
+
+def test_an_upstream_gateways_queue_time_is_passed_on(gw: Gateway) -> None:
+    """In a chain of gateways (this one in front of an ``ails serve`` whose
+    model was busy), a whole answer says how long it waited there; a value
+    that is not a whole number of milliseconds is not passed on."""
+    create = sdk(gw).chat.completions.with_raw_response.create
+    hi: Any = [{"role": "user", "content": "hi"}]
+    said = {m: create(model=m, messages=hi).headers.get("x-ails-queue-ms")
+            for m in ("queued:250", "queued:soon", "test-model")}  # fmt: skip
+    assert said == {"queued:250": "250", "queued:soon": None, "test-model": None}

@@ -71,6 +71,8 @@ any plain name             echo: one chunk per word of the last message's string
                            an index ``"x"`` or 10**9, an id 5, a string) around one good call
                            ``lookup({"q": 1})`` (id ``call_ok``); then finish ``tool_calls``.
                            non-stream: the same in ``message.tool_calls``
+``queued:VALUE``            3 chunks; non-stream: the answer with ``x-ails-queue-ms: VALUE``, as
+                           an ails gateway says how long it waited for a busy model
 ``drip:SECONDS[:MS]``      a valid ``chunks:5`` SSE body, one byte every MS ms (default 1000)
                            for SECONDS, then a clean end (the body is likely incomplete).
                            non-stream: same with the JSON body
@@ -974,6 +976,16 @@ class Upstream:
 
         return await self._guarded(ctx, body)
 
+    async def _sc_queued(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
+        (value,) = _args(args, 1)
+        if not ctx.stream:
+            return web.Response(
+                body=ctx.completion(_toks(3)),
+                content_type="application/json",
+                headers={"x-ails-queue-ms": value},
+            )
+        return await self._contents(ctx, _toks(3))
+
     async def _sc_drip(self, ctx: _Ctx, args: list[str]) -> web.StreamResponse:
         _args(args, 1, optional=1)
         seconds = _float(args[0])
@@ -1039,6 +1051,7 @@ _SCENARIOS: dict[str, _Scenario] = {
     "invalid_utf8": Upstream._sc_invalid_utf8,
     "badtype": Upstream._sc_badtype,
     "badcalls": Upstream._sc_badcalls,
+    "queued": Upstream._sc_queued,
     "drip": Upstream._sc_drip,
     "endless": Upstream._sc_endless,
     "headerstall": Upstream._sc_headerstall,

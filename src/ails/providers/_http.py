@@ -49,6 +49,8 @@ DEFAULT_MAX_CONNECTIONS = 256
 #: A non-streamed completion larger than this is refused (a hostile upstream
 #: must not make us buffer without bound).
 MAX_JSON_BODY = 32 * 1024 * 1024
+#: How long an ails gateway's answer waited for a busy model (ms), as it says it.
+QUEUE_MS = "x-ails-queue-ms"
 
 #: What sending a request may raise that :meth:`HTTPProvider._send_failed` maps.
 _SEND_ERRORS = (asyncio.CancelledError, aiohttp.InvalidURL, *_CONNECTION_ERRORS)
@@ -267,16 +269,20 @@ class HTTPProvider(Provider):
 
     @overload
     async def post_for_json(
-        self, path: str, body: dict[str, Any], then: Callable[[bytes, Any], T]
+        self, path: str, body: dict[str, Any], then: Callable[[bytes, Any, str | None], T]
     ) -> T: ...
 
     async def post_for_json(
-        self, path: str, body: dict[str, Any], then: Callable[[bytes, Any], T] | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        then: Callable[[bytes, Any, str | None], T] | None = None,
     ) -> tuple[bytes, Any] | T:
         """POST for a whole JSON answer: its bytes as received and its top-level
         fields ``error``/``choices``/``data`` (nothing else is decoded), or
-        what ``then`` makes of those two (in this coroutine, not another one
-        around it: :meth:`completion_reply`).
+        what ``then`` makes of those two and of the answer's
+        ``x-ails-queue-ms`` header (in this coroutine, not another one around
+        it: :meth:`completion_reply`).
 
         An upstream may answer ``200`` with ``{"error": ...}``: that is raised
         here, once, for the library and a gateway alike, as is a body that is
@@ -284,6 +290,9 @@ class HTTPProvider(Provider):
         """
         resp = await self._send(path, body, self.timeouts.total)
         content = resp.content
+        # An ails gateway upstream says how long the answer waited for a busy
+        # model; a gateway in front passes it on (None from any other server).
+        queued = resp.headers.get(QUEUE_MS) if then is not None else None
         try:
             if content.is_eof():  # all of it is here (a short answer): one step
                 raw = drain(content)
@@ -311,7 +320,7 @@ class HTTPProvider(Provider):
             raise _not_a_completion(self.name, str(exc)) from None
         if probe.error is not None:
             raise in_band_error(probe.error, provider=self.name)
-        return (raw, probe) if then is None else then(raw, probe)
+        return (raw, probe) if then is None else then(raw, probe, queued)
 
     async def get_json(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """GET a JSON answer (a model list), decoded, within the total time
@@ -357,10 +366,11 @@ class HTTPProvider(Provider):
         completion lazily (:meth:`post_for_json` raises in-band errors)."""
         return await self.post_for_json(path, body, self.completion_reply)
 
-    def completion_reply(self, raw: bytes, probe: Any) -> Reply:
+    def completion_reply(self, raw: bytes, probe: Any, queued: str | None = None) -> Reply:
         """The :class:`Reply` of a whole ``chat.completion`` that
         :meth:`post_for_json` read (a provider passes this to it as ``then``:
-        one coroutine less per request than :meth:`reply_json`)."""
+        one coroutine less per request than :meth:`reply_json`), with the
+        upstream's ``x-ails-queue-ms`` when it sent a whole number."""
         # has_choices and read_usage, inline: this runs on every request.
         choices = probe.choices
         if not (choices and memoryview(choices)[0] == 0x5B):  # "["
@@ -371,7 +381,8 @@ class HTTPProvider(Provider):
                 usage = _usage_decoder.decode(probe.usage)
             except msgspec.DecodeError:
                 usage = None  # not a usage object: the answer is passed on all the same
-        return Reply(raw=raw, decode=self._decode_completion, usage=usage)
+        queue_ms = int(queued) if queued is not None and queued.isdigit() else None
+        return Reply(raw=raw, decode=self._decode_completion, usage=usage, queue_ms=queue_ms)
 
     def _decode_completion(self, data: bytes) -> Completion:
         try:
