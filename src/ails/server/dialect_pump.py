@@ -25,7 +25,7 @@ from ails.server.admission import Admitted
 from ails.server.dialects.common import DialectEvent
 from ails.server.ratelimit import UsageMeter
 from ails.server.records import current_record
-from ails.server.sse_response import DeferredHeadResponse
+from ails.server.sse_response import SSE_HEADERS, DeferredHeadResponse
 from ails.types import Chunk
 from ails.wire import named_events, queue_comment
 
@@ -33,12 +33,6 @@ if TYPE_CHECKING:
     from ails.server.app import Gateway
 
 log = logging.getLogger("ails.server")
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 async def pump_events(
@@ -66,7 +60,7 @@ async def pump_events(
     headers, limits = admitted.headers, admitted.limits
     meter = UsageMeter(prompt) if limits is not None and limits.counts_tokens else None
     rid = headers["x-request-id"]
-    resp = DeferredHeadResponse(headers={**_SSE_HEADERS, **headers})
+    resp = DeferredHeadResponse(headers={**SSE_HEADERS, **headers})
     record, metrics = current_record(), gateway.metrics
     if metrics is not None:
         metrics.streams += 1

@@ -330,19 +330,20 @@ def answer_tokens(answer: bytes, messages: list[dict[str, Any]]) -> int:
         parsed = _decode_answer(answer)
     except msgspec.DecodeError:
         return estimate_tokens(messages)
-    if parsed.usage is not None and _total(parsed.usage) > 0:
-        return _total(parsed.usage)
-    texts = [{"content": c.message.content} for c in parsed.choices if c.message is not None]
-    return estimate_tokens(messages) + estimate_tokens(texts)
+    contents = [c.message.content for c in parsed.choices if c.message is not None]
+    return _used(parsed.usage, contents, messages)
 
 
 def completion_tokens(completion: Completion, messages: list[dict[str, Any]]) -> int:
-    """Tokens a whole answer ails holds decoded used: its ``usage``, else an
-    estimate, as :func:`answer_tokens` reads them from the JSON."""
-    if completion.usage is not None and _total(completion.usage) > 0:
-        return _total(completion.usage)
-    texts = [{"content": c.message.content} for c in completion.choices]
-    return estimate_tokens(messages) + estimate_tokens(texts)
+    """Tokens a whole answer ails holds decoded used, by :func:`answer_tokens`'s rule."""
+    return _used(completion.usage, [c.message.content for c in completion.choices], messages)
+
+
+def _used(usage: Usage | None, contents: list[Any], messages: list[dict[str, Any]]) -> int:
+    """The answer's ``usage``, else an estimate from the prompt and the contents."""
+    if usage is not None and _total(usage) > 0:
+        return _total(usage)
+    return estimate_tokens(messages) + estimate_tokens([{"content": c} for c in contents])
 
 
 class UsageMeter:

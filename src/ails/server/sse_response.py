@@ -24,6 +24,14 @@ from aiohttp import web
 DEFERS_HEAD = isinstance(getattr(web.StreamResponse, "_send_headers_immediately", None), bool)
 
 
+#: The head of every event stream the gateway sends (chat and the dialects).
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
+}
+
+
 class DeferredHeadResponse(web.StreamResponse):
     """A :class:`~aiohttp.web.StreamResponse` whose head is sent with the
     first :meth:`write` (or :meth:`write_eof`), in the same send."""
@@ -31,4 +39,4 @@ class DeferredHeadResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-__all__ = ["DEFERS_HEAD", "DeferredHeadResponse"]
+__all__ = ["DEFERS_HEAD", "SSE_HEADERS", "DeferredHeadResponse"]

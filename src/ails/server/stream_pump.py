@@ -20,19 +20,13 @@ from ails.server.auth import Refund
 from ails.server.errors import Redactor, stream_error_event
 from ails.server.ratelimit import Admission, UsageMeter
 from ails.server.records import RequestRecord, current_record
-from ails.server.sse_response import DeferredHeadResponse
+from ails.server.sse_response import SSE_HEADERS, DeferredHeadResponse
 from ails.wire import DONE, ChunkEncoder, chunk_json, frame_batch, queue_comment
 
 if TYPE_CHECKING:
     from ails.server.app import Gateway
 
 log = logging.getLogger("ails.server")
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # tell a buffering reverse proxy (nginx) not to
-}
 
 
 async def stream_out(
@@ -60,7 +54,7 @@ async def stream_out(
     try:
         # The head goes out with the first batch, in one send, not alone
         # before it (aiohttp sends a stream's head at once by default).
-        resp = DeferredHeadResponse(headers={**_SSE_HEADERS, **headers})
+        resp = DeferredHeadResponse(headers={**SSE_HEADERS, **headers})
         try:
             await resp.prepare(request)
             nothing = await pump(
